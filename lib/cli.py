@@ -1,0 +1,47 @@
+"""Command-line interface: ``python -m lib <command> [args]``.
+
+Each command lives in the module of its concept as a ``main``-style function taking the
+argument list; this file only dispatches, importing the module lazily so that a command
+pays only for what it uses.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# command -> (module, function, one-line help)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "synth": ("lib.synth", "main", "draw the embedded scenes dataset"),
+    "stats": ("lib.data", "stats_main", "label statistics of a dataset folder"),
+    "embed": ("lib.embeddings", "embed_main", "compute and cache the label vectors"),
+    "augment": ("lib.wgan", "augment_main", "ML-WGAN augmentation (train_aug.json)"),
+    "train": ("lib.training", "train_main", "train a model into a run folder"),
+    "evaluate": ("lib.training", "evaluate_main", "evaluate a run folder (metrics.json)"),
+    "score": ("lib.metrics", "score_main", "score a predictions CSV against a dataset"),
+    "annotate": ("lib.training", "annotate_main", "annotate new images with a trained run"),
+    "tables": ("lib.reports", "tables_main", "build the results tables from run folders"),
+    "reproduce": ("lib.reports", "reproduce_main", "run every notebook with papermill"),
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: python -m lib <command> [options]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, _, help_) in COMMANDS.items()]
+    lines += ["", "python -m lib <command> --help shows a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help", "help"}:
+        print(usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module, func, _ = COMMANDS[name]
+    result = getattr(importlib.import_module(module), func)(rest)
+    return int(result or 0)
