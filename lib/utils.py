@@ -67,7 +67,7 @@ def atomic_save(path: str | os.PathLike, save: Callable[[Path], None]) -> Path:
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and (when imported) torch."""
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - legacy global state used by libraries
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a dependency

@@ -1,0 +1,333 @@
+"""lib.data: the Corel-5k JSON format, its errors, the real Corel-5k statistics, the CLI."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from lib import cli, data, paths
+from lib.data import DatasetError
+
+VOCAB = ["sky", "sea", "tree", "sun"]
+TRAIN = [("t1.png", ["sky", "sea"]), ("t2.png", ["tree"]), ("t3.png", []),
+         ("t4.png", ["sky", "sun", "tree"]), ("t5.png", ["sea"]), ("t6.png", ["sky"]),
+         ("t7.png", ["sky", "tree"]), ("t8.png", ["sun"]), ("t9.png", ["sea", "sky"]),
+         ("t10.png", ["tree", "sky"])]
+TEST = [("s1.png", ["sky"]), ("s2.png", ["tree", "sea"])]
+
+
+def write_split(path: Path, samples, labels=VOCAB) -> None:
+    obj = {"samples": [{"image_name": n, "image_labels": list(ls)} for n, ls in samples]}
+    if labels is not None:
+        obj["labels"] = list(labels)
+    path.write_text(json.dumps(obj))
+
+
+def make_dataset(root: Path, train=TRAIN, test=TEST, val=None, aug=None, images=True,
+                 labels=VOCAB) -> Path:
+    """A small dataset folder; images are non-square PNGs of a few pixels."""
+    root.mkdir(parents=True, exist_ok=True)
+    write_split(root / "train.json", train, labels)
+    write_split(root / "test.json", test, labels)
+    if val is not None:
+        write_split(root / "val.json", val, labels)
+    if aug is not None:
+        write_split(root / "train_aug.json", aug, labels=None)
+    if images:
+        (root / "images").mkdir(exist_ok=True)
+        for k, (name, _) in enumerate([*train, *test, *(val or []), *(aug or [])]):
+            Image.new("RGB", (7, 5), (k * 20 % 255, 10, 200)).save(root / "images" / name)
+    return root
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def test_load_targets_vocabulary_and_carved_val(tmp_path):
+    root = make_dataset(tmp_path / "ds")
+    ds = data.load_dataset(root, val_fraction=0.2, seed=3)
+    assert ds.labels == VOCAB and ds.val_carved and ds.image_dir == root / "images"
+    assert list(ds.splits) == ["train", "val", "test"]
+    assert len(ds.splits["val"]) == 2 and len(ds.splits["train"]) == 8
+    # the carve partitions train.json and keeps file order in both parts
+    names = [n for n, _ in TRAIN]
+    assert sorted(ds.splits["train"].names + ds.splits["val"].names) == sorted(names)
+    for split in ("train", "val"):
+        got = ds.splits[split].names
+        assert got == sorted(got, key=names.index)
+    # every row matches its JSON labels; an image without labels is kept as a zero row
+    truth = dict(TRAIN + TEST)
+    for split in ("train", "val", "test"):
+        part = ds.splits[split]
+        assert part.targets.dtype == np.uint8 and part.targets.shape == (len(part), 4)
+        for name, row in zip(part.names, part.targets, strict=True):
+            assert [VOCAB[j] for j in np.flatnonzero(row)] == [
+                x for x in VOCAB if x in truth[name]]
+    # deterministic in the seed
+    again = data.load_dataset(root, val_fraction=0.2, seed=3)
+    assert again.splits["val"].names == ds.splits["val"].names
+    others = {tuple(data.load_dataset(root, val_fraction=0.2, seed=s).splits["val"].names)
+              for s in range(6)}
+    assert len(others) > 1
+    assert ds.image_path("t1.png") == root / "images" / "t1.png"
+
+
+def test_val_json_and_vocabulary_file(tmp_path):
+    val = [("v1.png", ["sun"])]
+    root = make_dataset(tmp_path / "ds", val=val, labels=None)
+    (root / "vocabulary.txt").write_text("\n".join(VOCAB) + "\n")
+    ds = data.load_dataset(root)
+    assert not ds.val_carved and ds.labels == VOCAB
+    assert ds.splits["val"].names == ["v1.png"] and len(ds.splits["train"]) == len(TRAIN)
+    assert ds.splits["val"].targets.tolist() == [[0, 0, 0, 1]]
+
+
+def test_annotation_only_without_images(tmp_path):
+    root = make_dataset(tmp_path / "ds", images=False)
+    ds = data.load_dataset(root, check_images=False)
+    assert sum(len(s) for s in ds.splits.values()) == len(TRAIN) + len(TEST)
+    stats = data.dataset_statistics(ds)
+    assert stats["n_images"] == {"train": len(TRAIN), "test": len(TEST)}
+    assert stats["images_without_labels"] == 1
+    assert data.example_images(ds, 4) == ([], [])
+    with pytest.raises(DatasetError, match="images folder is missing"):
+        data.load_dataset(root)
+
+
+def test_train_aug_and_statistics(tmp_path):
+    aug = [("t1_aug.png", ["sky", "sea"]), ("t1_aug_hor_flip.png", ["sky", "sea"]),
+           ("t2_aug_rot_90.png", ["tree"]), ("t3_aug.png", [])]
+    root = make_dataset(tmp_path / "ds", aug=aug)
+    full = data.load_dataset(root, val_fraction=0.0)
+    assert len(full.splits["val"]) == 0 and full.splits["train_aug"].names == [n for n, _ in aug]
+    stats = data.dataset_statistics(full)
+    # train_aug is counted separately and in no statistic
+    assert stats["n_images"] == {"train": 10, "test": 2} and stats["n_augmented"] == 4
+    assert stats["n_label_assignments"] == 15 + 3
+    assert stats["mean_labels_per_image"] == pytest.approx(18 / 12)
+    assert stats["max_labels_per_image"] == 3 and stats["images_without_labels"] == 1
+    assert stats["label_counts"] == {"sky": 7, "sea": 4, "tree": 5, "sun": 2}
+    assert stats["labels_absent"] == {"train": [], "test": ["sun"]}
+    # carving val: fakes of carved images leave train_aug (with a warning), stats unchanged
+    with pytest.warns(UserWarning, match="carved into the validation split"):
+        ds = data.load_dataset(root, val_fraction=0.5, seed=0)
+    val_stems = {Path(n).stem for n in ds.splits["val"].names}
+    held = [n for n, _ in aug if data.aug_source_stem(n) in val_stems]
+    assert held and ds.aug_held_out == held
+    assert ds.splits["train_aug"].names == [n for n, _ in aug if n not in held]
+    assert data.dataset_statistics(ds) == stats
+    table = data.label_table(ds)
+    assert table["label"].tolist() == ["sky", "tree", "sea", "sun"]
+    assert table["train"].tolist() == [6, 4, 3, 2] and table["test"].tolist() == [1, 1, 1, 0]
+    assert data.aug_source_stem("1000_aug_rot_90.jpeg") == "1000"
+    assert data.aug_source_stem("1000.jpeg") is None
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def _rewrite(path: Path, edit) -> None:
+    obj = json.loads(path.read_text())
+    edit(obj)
+    path.write_text(json.dumps(obj))
+
+
+@pytest.mark.parametrize("case, pattern", [
+    ("no_folder", r"nowhere: dataset folder not found"),
+    ("no_train", r"train\.json: required train file is missing"),
+    ("no_test", r"test\.json: required test file is missing"),
+    ("bad_json", r"train\.json: malformed JSON"),
+    ("not_object", r"test\.json: expected a JSON object"),
+    ("no_samples", r"test\.json: missing the 'samples' key"),
+    ("no_image_name", r"train\.json: sample #1 has no 'image_name' key"),
+    ("no_labels_key", r"train\.json: sample #0 has no 'image_labels' key"),
+    ("unknown_label", r"test\.json: image 's2\.png' has label 'dog', which is not in the voc"),
+    ("duplicate", r"train\.json: duplicate image name 't2\.png' \(samples #1 and #3\)"),
+    ("overlap", r"train\.json and .*test\.json share 1 image\(s\), e\.g\. \['t5\.png'\]"),
+    ("val_overlap", r"val\.json and .*test\.json share 1 image"),
+    ("vocab_disagree", r"test\.json: its 'labels' disagree .*train\.json: missing \['sun'\]"),
+    ("vocab_order", r"test\.json: its 'labels' disagree .*different order"),
+    ("vocab_file_disagree", r"train\.json: its 'labels' disagree .*vocabulary\.txt.*extra"),
+    ("no_vocabulary", r"no vocabulary"),
+    ("repeated_label", r"train\.json: image 't1\.png' lists a label twice"),
+    ("missing_image", r"images/t4\.png: image listed in .*train\.json is missing"),
+    ("corrupt_image", r"images/s1\.png: unreadable image listed in .*test\.json"),
+])
+def test_bad_input_names_file_and_problem(tmp_path, case, pattern):
+    root = make_dataset(tmp_path / "ds", val=[("v1.png", ["sun"])])
+    if case == "no_folder":
+        root = tmp_path / "nowhere"
+    elif case == "no_train":
+        (root / "train.json").unlink()
+    elif case == "no_test":
+        (root / "test.json").unlink()
+    elif case == "bad_json":
+        (root / "train.json").write_text('{"samples": [')
+    elif case == "not_object":
+        (root / "test.json").write_text("[1, 2]")
+    elif case == "no_samples":
+        _rewrite(root / "test.json", lambda o: o.pop("samples"))
+    elif case == "no_image_name":
+        _rewrite(root / "train.json", lambda o: o["samples"][1].pop("image_name"))
+    elif case == "no_labels_key":
+        _rewrite(root / "train.json", lambda o: o["samples"][0].pop("image_labels"))
+    elif case == "unknown_label":
+        _rewrite(root / "test.json", lambda o: o["samples"][1]["image_labels"].append("dog"))
+    elif case == "duplicate":
+        _rewrite(root / "train.json", lambda o: o["samples"][3].update(image_name="t2.png"))
+    elif case == "overlap":
+        _rewrite(root / "test.json", lambda o: o["samples"][0].update(image_name="t5.png"))
+    elif case == "val_overlap":
+        _rewrite(root / "val.json", lambda o: o["samples"][0].update(image_name="s2.png"))
+    elif case == "vocab_disagree":
+        _rewrite(root / "test.json", lambda o: o["labels"].remove("sun"))
+    elif case == "vocab_order":
+        _rewrite(root / "test.json", lambda o: o["labels"].reverse())
+    elif case == "vocab_file_disagree":
+        (root / "vocabulary.txt").write_text("sky\nsea\ntree\n")
+    elif case == "no_vocabulary":
+        for name in ("train.json", "test.json", "val.json"):
+            _rewrite(root / name, lambda o: o.pop("labels"))
+    elif case == "repeated_label":
+        _rewrite(root / "train.json", lambda o: o["samples"][0]["image_labels"].append("sky"))
+    elif case == "missing_image":
+        (root / "images" / "t4.png").unlink()
+    elif case == "corrupt_image":
+        (root / "images" / "s1.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    with pytest.raises(DatasetError, match=pattern):
+        data.load_dataset(root)
+
+
+def test_image_checks_cover_train_aug_and_can_be_skipped(tmp_path):
+    root = make_dataset(tmp_path / "ds", aug=[("t1_aug.png", ["sky"])])
+    (root / "images" / "t1_aug.png").unlink()
+    with pytest.raises(DatasetError, match=r"t1_aug\.png: image listed in .*train_aug\.json"):
+        data.load_dataset(root)
+    assert len(data.load_dataset(root, check_images=False).splits["train_aug"]) == 1
+
+
+def test_train_aug_overlapping_test_is_an_error(tmp_path):
+    root = make_dataset(tmp_path / "ds", aug=[("s1.png", ["sky"])], images=False)
+    with pytest.raises(DatasetError, match=r"test\.json and .*train_aug\.json share"):
+        data.load_dataset(root, check_images=False)
+
+
+# --------------------------------------------------------------------------- images
+
+
+def test_read_image_and_image_dataset(tmp_path):
+    import torch
+    from torchvision.transforms import ToTensor
+
+    Image.new("L", (9, 4), 128).save(tmp_path / "grey.png")
+    Image.new("RGBA", (3, 6), (1, 2, 3, 4)).save(tmp_path / "alpha.png")
+    (tmp_path / "bad.jpeg").write_bytes(b"\xff\xd8\xff garbage")
+    img = data.read_image(tmp_path / "grey.png")
+    assert img.mode == "RGB" and img.size == (9, 4) and img.getpixel((0, 0)) == (128,) * 3
+    with pytest.raises(DatasetError, match=r"bad\.jpeg: unreadable image"):
+        data.read_image(tmp_path / "bad.jpeg")
+    with pytest.raises(DatasetError, match=r"gone\.png: image file is missing"):
+        data.read_image(tmp_path / "gone.png")
+
+    targets = np.array([[1, 0, 1], [0, 1, 0]], dtype=np.uint8)
+    dset = data.ImageDataset(tmp_path, ["grey.png", "alpha.png"], targets, ToTensor())
+    assert len(dset) == 2
+    x, y = dset[1]
+    assert x.shape == (3, 6, 3) and y.dtype == torch.float32 and y.tolist() == [0, 1, 0]
+    x, y = data.ImageDataset(tmp_path, ["grey.png"], None, num_labels=3)[0]
+    assert isinstance(x, Image.Image) and y.tolist() == [0, 0, 0]
+    with pytest.raises(DatasetError, match=r"bad\.jpeg"):
+        data.ImageDataset(tmp_path, ["bad.jpeg"])[0]
+    with pytest.raises(ValueError, match="targets must be"):
+        data.ImageDataset(tmp_path, ["grey.png"], targets)
+
+
+def test_example_images_only_existing_files(tmp_path):
+    root = make_dataset(tmp_path / "ds")
+    ds = data.load_dataset(root, val_fraction=0.0)
+    (root / "images" / "t1.png").unlink()
+    paths_, captions = data.example_images(ds, 20, seed=1)
+    assert len(paths_) == len(TRAIN) - 1 and all(p.is_file() for p in paths_)
+    assert "t3.png: (no labels)" in captions
+    assert data.example_images(ds, 3, seed=1) == data.example_images(ds, 3, seed=1)
+
+
+# --------------------------------------------------------------------------- real Corel-5k
+
+COREL_TOP = {"water": 1120, "sky": 988, "tree": 947, "people": 744, "grass": 497}
+
+
+def _check_corel_stats(stats: dict) -> None:
+    assert stats["n_labels"] == 260
+    assert stats["n_images"] == {"train": 4500, "test": 499}
+    assert stats["n_label_assignments"] == 16979
+    assert round(stats["mean_labels_per_image"], 2) == 3.40
+    assert stats["mean_labels_per_image"] == pytest.approx(16979 / 4999)
+    assert stats["max_labels_per_image"] == 5
+    assert stats["images_without_labels"] == 7
+    assert stats["images_without_labels_per_split"] == {"train": 7, "test": 0}
+    assert stats["n_augmented"] == 13500
+    counts = stats["label_counts"]
+    assert sorted(counts.items(), key=lambda kv: -kv[1])[:5] == list(COREL_TOP.items())
+    assert min(counts.values()) == 2
+    assert sorted(k for k, v in counts.items() if v == 2) == ["cougar", "orchid", "sails"]
+    assert stats["labels_absent"] == {"train": [], "test": []}
+    assert [k for k in counts if "-" in k] == ["f-16", "close-up", "white-tailed"]
+
+
+def test_corel5k_facts(corel_dir):
+    ds = data.load_dataset(corel_dir, check_images=False, val_fraction=0.0)
+    stats = data.dataset_statistics(ds)
+    _check_corel_stats(stats)
+    # independent count straight from the JSON files
+    raw = Counter()
+    for name in ("train.json", "test.json"):
+        for sample in json.loads((corel_dir / name).read_text())["samples"]:
+            raw.update(sample["image_labels"])
+    assert set(raw) == set(ds.labels)
+    assert stats["label_counts"] == {k: raw[k] for k in ds.labels}
+    assert ds.labels == (corel_dir / "corel5k_vocabulary.txt").read_text().split()
+
+
+def test_corel5k_default_carve(corel_dir):
+    with pytest.warns(UserWarning, match="1350 generated image"):
+        ds = data.load_dataset(corel_dir, check_images=False)
+    assert ds.val_carved and len(ds.splits["val"]) == 450 and len(ds.splits["train"]) == 4050
+    assert len(ds.splits["train_aug"]) + len(ds.aug_held_out) == 13500
+    assert len(ds.aug_held_out) == 3 * 450
+    _check_corel_stats(data.dataset_statistics(ds))
+
+
+def test_stats_cli_json(corel_dir, capsys):
+    assert cli.main(["stats", str(corel_dir), "--json"]) == 0
+    _check_corel_stats(json.loads(capsys.readouterr().out))
+    assert data.stats_main(["corel5k-annotations", "--json"]) == 0
+    _check_corel_stats(json.loads(capsys.readouterr().out))
+
+
+def test_stats_cli_tables(corel_dir, capsys):
+    assert data.stats_main([str(corel_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "4999" in out and "water" in out and "3.3965" in out
+    folder = paths.tables_dir() / "dataset" / corel_dir.name
+    counts = pd.read_csv(folder / "label_counts.csv")
+    assert counts.iloc[0].tolist()[:4] == ["water", 1004, 116, 1120]
+    assert counts["total"].sum() == 16979
+    cooc = pd.read_csv(folder / "cooccurrence_train.csv", index_col="label")
+    assert cooc.shape == (260, 260)
+    train_counts = counts.set_index("label")["train"]
+    assert (np.diag(cooc.to_numpy()) == train_counts[cooc.index].to_numpy()).all()
+    assert (cooc.to_numpy() == cooc.to_numpy().T).all()
+
+
+def test_stats_cli_bad_folder(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        data.stats_main([str(tmp_path / "missing")])
+    assert exc.value.code == 1
+    assert "missing: dataset folder not found" in capsys.readouterr().err
