@@ -1,0 +1,237 @@
+"""The annotation model: a timm image encoder and a label head (SPEC section 4).
+
+- Encoder: any timm backbone with its classifier removed and global average pooling, so
+  ``features(images)`` is ``(B, D)`` with ``D = backbone.num_features``.
+- Heads:
+
+  * ``"gcn"`` (ML-GCN, Chen et al. 2019): two graph convolutions ``H' = A H W`` (no bias)
+    over the label vectors, ``d -> hidden -> D`` with LeakyReLU(0.2) between; the output
+    ``W`` (C x D) holds one classifier per label and ``logits = features @ W^T``. ``A`` and
+    the label vectors are fixed buffers (saved in the state dict).
+  * ``"gcn-identity"``: the same GCN with ``A = I`` (no label graph; ablation).
+  * ``"linear"``: ``nn.Linear(D, C)`` on the features (CNN only; ablation).
+
+Default backbone of the embedded configuration: ``resnet10t`` (timm; 4.9 M parameters,
+D = 512). Chosen because it trains from scratch (no pretrained weights offline) and is the
+fastest of the residual candidates measured on 2 CPU cores, forward + backward of a batch
+of 32 at 64 x 64: resnet10t 90 ms, resnet18 132 ms, resnet14t 140 ms, efficientnet_b0
+188 ms (mobilenetv3_small_100 40 ms, but hard to train from scratch at that size). The
+full Corel-5k recipe uses ``tresnet_m`` (D = 2048, ImageNet-pretrained, mean 0 / std 1).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import timm
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+DEFAULT_BACKBONE = "resnet10t"
+HEADS = ("gcn", "linear", "gcn-identity")
+#: the reference's dataset normalisation for Corel-5k (SPEC section 6)
+COREL5K_STATS = ((0.3928, 0.4079, 0.3531), (0.2559, 0.2436, 0.2544))
+
+
+class GraphConvolution(nn.Module):
+    """``H' = A H W`` without bias (ML-GCN's layer, same uniform(+-1/sqrt(out)) init)."""
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(in_features, out_features))
+        bound = 1.0 / math.sqrt(out_features)
+        nn.init.uniform_(self.weight, -bound, bound)
+
+    def forward(self, h: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
+        return adjacency @ (h @ self.weight)
+
+
+class GCNHead(nn.Module):
+    """Label classifiers from a two-layer GCN over fixed label vectors and graph."""
+
+    def __init__(self, label_vectors: torch.Tensor, adjacency: torch.Tensor, out_features: int,
+                 hidden: int = 1024):
+        super().__init__()
+        self.register_buffer("label_vectors", label_vectors.float())
+        self.register_buffer("adjacency", adjacency.float())
+        self.gc1 = GraphConvolution(label_vectors.shape[1], hidden)
+        self.act = nn.LeakyReLU(0.2)
+        self.gc2 = GraphConvolution(hidden, out_features)
+
+    def classifiers(self) -> torch.Tensor:
+        """The per-label classifiers ``W`` (C x D)."""
+        h = self.act(self.gc1(self.label_vectors, self.adjacency))
+        return self.gc2(h, self.adjacency)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features @ self.classifiers().t()
+
+
+class AnnotationModel(nn.Module):
+    """Backbone + head. ``forward(images)`` returns logits (B, C)."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, *, head_name: str,
+                 backbone_name: str):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.head_name = head_name
+        self.backbone_name = backbone_name
+        self.num_features = backbone.num_features
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Pooled image features (B, D)."""
+        return self.backbone(images)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(images))
+
+    def label_classifiers(self) -> torch.Tensor | None:
+        """The GCN's per-label classifiers (C, D); None for the linear head."""
+        if isinstance(self.head, GCNHead):
+            return self.head.classifiers()
+        return None
+
+
+def create_backbone(name: str = DEFAULT_BACKBONE, pretrained: bool = False,
+                    weights: str | os.PathLike | None = None) -> nn.Module:
+    """A timm backbone without classifier, with global average pooling.
+
+    ``weights`` (a local ``.pth``/``.safetensors`` file of the timm model) implies
+    pretrained; otherwise ``pretrained=True`` downloads from the Hugging Face hub."""
+    if not timm.is_model(name):
+        raise ValueError(f"unknown timm backbone {name!r} (see timm.list_models())")
+    kwargs = dict(num_classes=0, global_pool="avg")
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"backbone weights file not found: {path}")
+        try:
+            model = timm.create_model(name, pretrained=True,
+                                      pretrained_cfg_overlay=dict(file=str(path)), **kwargs)
+            stored = set(timm.models.load_state_dict(str(path)))
+        except (RuntimeError, KeyError, ValueError) as err:
+            raise ValueError(f"{path}: not loadable as weights of timm model {name!r}: "
+                             f"{err}") from err
+        # timm loads non-strictly once the classifier is removed: check nothing was skipped
+        missing = [k for k in model.state_dict()
+                   if k not in stored and not k.endswith("num_batches_tracked")]
+        if missing:
+            raise ValueError(f"{path}: not weights of timm model {name!r}: {len(missing)} of "
+                             f"its tensors are missing from the file (e.g. {missing[:3]})")
+        return model
+    if not pretrained:
+        return timm.create_model(name, pretrained=False, **kwargs)
+    try:
+        return timm.create_model(name, pretrained=True, **kwargs)
+    except Exception as err:  # hub unreachable and nothing cached (OSError, httpx, ...)
+        raise RuntimeError(
+            f"cannot get pretrained weights for backbone {name!r} ({type(err).__name__}: "
+            f"{err}). Options: go online (weights come from the Hugging Face hub and are "
+            f"cached), pass a local weights file (weights=PATH / --weights PATH), or train "
+            f"from scratch (pretrained=False / no --pretrained)."
+        ) from err
+
+
+def _as_tensor(x, name: str, shape: tuple[int | None, ...]) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    if t.ndim != len(shape) or any(s is not None and s != n for s, n in zip(shape, t.shape,
+                                                                             strict=True)):
+        raise ValueError(f"{name} has shape {tuple(t.shape)}, expected {shape} (None = any)")
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return t
+
+
+def build_model(num_labels: int, *, head: str = "gcn", backbone: str = DEFAULT_BACKBONE,
+                pretrained: bool = False, weights: str | os.PathLike | None = None,
+                label_vectors=None, adjacency=None, hidden: int = 1024) -> AnnotationModel:
+    """Build the annotation model.
+
+    ``label_vectors`` (C x d) are needed by the GCN heads, ``adjacency`` (C x C, used as
+    given, e.g. from :func:`lib.graph.adjacency`) by ``"gcn"``; ``"gcn-identity"`` uses I."""
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; choose one of {HEADS}")
+    encoder = create_backbone(backbone, pretrained=pretrained, weights=weights)
+    dim = encoder.num_features
+    if head == "linear":
+        module: nn.Module = nn.Linear(dim, num_labels)
+    else:
+        if label_vectors is None:
+            raise ValueError(f"head {head!r} needs label_vectors (C x d)")
+        vectors = _as_tensor(label_vectors, "label_vectors", (num_labels, None))
+        if head == "gcn-identity":
+            graph = torch.eye(num_labels)
+        elif adjacency is None:
+            raise ValueError("head 'gcn' needs an adjacency matrix (C x C); "
+                             "use head='gcn-identity' for A = I")
+        else:
+            graph = _as_tensor(adjacency, "adjacency", (num_labels, num_labels))
+        module = GCNHead(vectors, graph, dim, hidden=hidden)
+    return AnnotationModel(encoder, module, head_name=head, backbone_name=backbone)
+
+
+def channel_stats(images: Iterable | torch.Tensor, progress: bool = False
+                  ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std (over every pixel, values scaled to [0, 1]) of a dataset.
+
+    ``images``: an iterable of H x W x 3 uint8 arrays (or PIL images), or a tensor
+    N x 3 x H x W (uint8, or float already in [0, 1])."""
+    if isinstance(images, torch.Tensor):
+        x = images.double() / (255.0 if images.dtype == torch.uint8 else 1.0)
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected a N x 3 x H x W tensor, got shape {tuple(x.shape)}")
+        mean = x.mean(dim=(0, 2, 3))
+        std = x.std(dim=(0, 2, 3), unbiased=False)
+        return tuple(mean.tolist()), tuple(std.tolist())
+    total = np.zeros(3)
+    total_sq = np.zeros(3)
+    count = 0
+    for i, image in enumerate(tqdm(images, desc="channel stats", disable=not progress)):
+        arr = np.asarray(image)
+        if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+            raise ValueError(f"image {i}: expected H x W x 3 uint8, got {arr.shape} {arr.dtype}")
+        pixels = arr.reshape(-1, 3).astype(np.float64) / 255.0
+        total += pixels.sum(axis=0)
+        total_sq += (pixels**2).sum(axis=0)
+        count += pixels.shape[0]
+    if count == 0:
+        raise ValueError("channel_stats: no images")
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def normalization(backbone: str | nn.Module = DEFAULT_BACKBONE, mode: str = "backbone",
+                  dataset_stats=None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Input normalisation ``(mean, std)``.
+
+    ``mode="backbone"``: from the backbone's pretrained config (ImageNet statistics for most
+    timm models; TResNet expects mean 0, std 1). ``mode="dataset"``: ``dataset_stats`` as
+    ``(mean, std)``, e.g. from :func:`channel_stats` or :data:`COREL5K_STATS` (the
+    reference's choice)."""
+    if mode == "dataset":
+        if dataset_stats is None:
+            raise ValueError("mode='dataset' needs dataset_stats=(mean, std); "
+                             "compute them with lib.models.channel_stats")
+        mean, std = dataset_stats
+        return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+    if mode != "backbone":
+        raise ValueError(f"unknown normalization mode {mode!r}; use 'backbone' or 'dataset'")
+    from timm.data import resolve_data_config
+
+    if isinstance(backbone, AnnotationModel):
+        backbone = backbone.backbone
+    if isinstance(backbone, nn.Module):
+        config = resolve_data_config(model=backbone)
+    else:
+        cfg = timm.models.get_pretrained_cfg(backbone)
+        if cfg is None:
+            raise ValueError(f"unknown timm backbone {backbone!r}: no pretrained config")
+        config = resolve_data_config(pretrained_cfg=cfg.to_dict())
+    return tuple(float(v) for v in config["mean"]), tuple(float(v) for v in config["std"])
