@@ -1,0 +1,75 @@
+"""ML-WGAN throughput: image-iterations per second, sequential (K = 1) against grouped (K > 1).
+
+``python benchmarks/wgan_throughput.py [--sizes 32x32:16 128x192:64] [--ks 1 8 32]
+[--iterations N] [--device cpu] [--threads T] [--out table.csv]`` prints a table.
+One "image-iteration" is one WGAN-GP iteration (5 critic steps + 1 generator step) of one
+image; K = 1 is the sequential baseline, speed-up = rate(K) / rate(1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import pandas as pd
+import torch
+
+from lib import wgan
+
+
+def measure(size: tuple[int, int], width: int, k: int, iterations: int, device: str) -> float:
+    """Image-iterations per second for K images trained at once (after one warm-up run)."""
+    config = wgan.WGANConfig(iterations=max(iterations, 3), image_size=size, width=width)
+    images = torch.rand(k, 3, *size) * 2 - 1
+    seeds = [wgan.image_seed(0, f"bench{i}") for i in range(k)]
+    if size[0] * size[1] < 128 * 192:  # warm-up (skipped at large sizes: seconds per iteration)
+        warm = wgan.WGANConfig(iterations=3, image_size=size, width=width)
+        wgan.train_group(images, seeds, warm, device=device)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    wgan.train_group(images, seeds, config, device=device)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return k * config.iterations / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", default=["32x32:16", "128x192:64"],
+                        help="HxW:width entries")
+    parser.add_argument("--ks", nargs="+", type=int, default=[1, 8, 32])
+    parser.add_argument("--iterations", type=int, default=20)
+    parser.add_argument("--reference-iterations", type=int, default=3,
+                        help="iterations at sizes of 128x192 and larger (slow on CPU)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1, as lib.wgan.augment uses on the CPU)")
+    parser.add_argument("--out", default=None, help="also write the table as CSV")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = []
+    for entry in args.sizes:
+        size_text, _, width_text = entry.partition(":")
+        size = wgan.parse_size(size_text)
+        width = int(width_text or wgan.REFERENCE_WIDTH)
+        iters = args.reference_iterations if size[0] * size[1] >= 128 * 192 else args.iterations
+        base = None
+        for k in args.ks:
+            rate = measure(size, width, k, iters, args.device)
+            base = rate if k == 1 else base
+            rows.append({"size": size_text, "width": width, "K": k, "iterations": iters,
+                         "image_iters_per_s": round(rate, 3),
+                         "seconds_per_image_1001_iters": round(1001 / rate, 1),
+                         "speedup_vs_K1": round(rate / base, 2) if base else None})
+            print(rows[-1], flush=True)
+    table = pd.DataFrame(rows)
+    print(f"\ndevice={args.device} threads={torch.get_num_threads()}")
+    print(table.to_string(index=False))
+    if args.out:
+        table.to_csv(args.out, index=False)
+
+
+if __name__ == "__main__":
+    main()

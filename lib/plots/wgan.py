@@ -1,0 +1,57 @@
+"""Plots of the ML-WGAN augmentation (notebook 03): real images beside their fakes, losses."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from PIL import Image
+
+from lib import wgan
+from lib.data import read_image
+
+
+def real_and_fakes(dataset_root: str | Path, names: Sequence[str],
+                   image_size: str | Sequence[int], crop_border: int = 0,
+                   cell: float = 1.6):
+    """One row per training image: the real image as the WGAN saw it (preprocessed) and its
+    three fakes (``_aug``, ``_aug_hor_flip``, ``_aug_rot_90``)."""
+    root = Path(dataset_root)
+    size = wgan.parse_size(image_size)
+    columns = ["real (preprocessed)", *(s.lstrip("_") for s in wgan.AUG_SUFFIXES)]
+    rows = max(len(names), 1)
+    fig, axes = plt.subplots(rows, 4, figsize=(4 * cell, rows * cell), squeeze=False)
+    for r, name in enumerate(names):
+        real = wgan.to_uint8(wgan.preprocess(read_image(root / "images" / name), size,
+                                             crop_border))
+        fakes = [np.asarray(Image.open(root / "images" / aug).convert("RGB"))
+                 for aug in wgan.aug_names(name)]
+        for c, image in enumerate([real, *fakes]):
+            ax = axes[r, c]
+            ax.imshow(image)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(columns[c], fontsize=8)
+        axes[r, 0].set_ylabel(Path(name).stem, fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def loss_curves(logs: pd.DataFrame):
+    """Critic and generator loss per iteration: mean over images with a +-1 sd band."""
+    long = logs.melt(id_vars=["image", "iteration"], value_vars=["critic_loss", "generator_loss"],
+                     var_name="network", value_name="loss")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    for ax, (network, part) in zip(axes, long.groupby("network", sort=True), strict=True):
+        sns.lineplot(data=part, x="iteration", y="loss", errorbar="sd", ax=ax)
+        ax.set_title(f"{network.replace('_', ' ')} ({logs['image'].nunique()} images)")
+        ax.axhline(0, color="grey", lw=0.6)
+        if network == "critic_loss":  # the first iterations' penalty dwarfs the rest
+            ax.set_yscale("symlog")
+    fig.tight_layout()
+    return fig
