@@ -1,23 +1,35 @@
 # Graph-based image annotation: `make help` lists the targets.
 # `make test` and `make reproduce` set themselves up (.venv, pinned dependencies).
 
-PYTHON ?= python3
-VENV   ?= .venv
-PY     := $(VENV)/bin/python
+SHELL   := /bin/bash
+PYTHON  ?= python3
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
 # Re-install only when the dependency list changes (idempotent second runs).
-STAMP  := $(VENV)/.installed
-PARAMS ?= default
-DATA   ?= data/scenes
-SEED   ?= 0
+STAMP   := $(VENV)/.installed
+# parameter set: params/$(PARAMS).yaml (default | smoke | corel5k)
+PARAMS  ?= default
+# dataset folder; empty = the parameter set's own (data/scenes, drawn when missing)
+DATA    ?=
+# results folder; empty = results/
+RESULTS ?=
+SEED    ?= 0
+# Corel-5k on Kaggle (https://www.kaggle.com/datasets/parhamsalar/corel5k)
+KAGGLE_COREL5K ?= parhamsalar/corel5k
+COREL5K_DIR    ?= data/corel5k
+BENCH_DIR      ?= results/benchmarks
+
+REPRODUCE_ARGS = --params $(PARAMS) $(if $(DATA),--data $(DATA)) $(if $(RESULTS),--results $(RESULTS))
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint format data lab reproduce tables bench clean
+.PHONY: help install test test-fast lint format data lab reproduce reproduce-dry tables \
+	readme-results bench corel5k clean
 
 help: ## show this help
-	@echo "usage: make <target> [PARAMS=default|smoke|corel5k] [DATA=dir]"
+	@echo "usage: make <target> [PARAMS=default|smoke|corel5k] [DATA=dir] [RESULTS=dir]"
 	@echo
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
-		awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*## "}; {printf "  %-15s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,9 +54,52 @@ format: $(STAMP) ## ruff format + fix imports
 data: $(STAMP) ## draw the embedded scenes dataset into data/scenes
 	$(PY) -m lib synth data/scenes --seed $(SEED)
 
+reproduce: $(STAMP) ## run every notebook (papermill), tables, HTML reports; redoes only what changed
+	$(PY) -m lib reproduce $(REPRODUCE_ARGS)
+
+reproduce-dry: $(STAMP) ## say what `make reproduce` would run, and why
+	$(PY) -m lib reproduce $(REPRODUCE_ARGS) --dry-run
+
+tables: $(STAMP) ## rebuild results/tables from the run folders alone
+	$(PY) -m lib tables --params $(PARAMS) $(if $(RESULTS),--runs $(RESULTS)/runs --out $(RESULTS)/tables)
+
+readme-results: $(STAMP) ## write the main and ablation tables into README.md's results block
+	$(PY) -m lib tables --params $(PARAMS) --readme README.md \
+		$(if $(RESULTS),--runs $(RESULTS)/runs --out $(RESULTS)/tables)
+
+bench: $(STAMP) ## run benchmarks/*.py and write results/benchmarks.md (long: includes a full reproduce)
+	@mkdir -p $(BENCH_DIR)
+	@set -e; for f in benchmarks/*.py; do \
+		echo "== $$f"; \
+		AIA_BENCH_DIR=$(BENCH_DIR) $(PY) $$f 2>&1 | tee $(BENCH_DIR)/$$(basename $$f .py).log; \
+		test $${PIPESTATUS[0]} -eq 0; \
+	done
+	$(PY) benchmarks/reproduce_bench.py --summarize $(BENCH_DIR) --write results/benchmarks.md
+
+corel5k: ## fetch Corel-5k from Kaggle into data/corel5k (needs the kaggle CLI + API token)
+	@if test -f $(COREL5K_DIR)/train.json; then \
+		echo "$(COREL5K_DIR) is ready"; \
+	elif command -v kaggle >/dev/null 2>&1; then \
+		set -e; mkdir -p data/corel5k-kaggle; \
+		kaggle datasets download -d $(KAGGLE_COREL5K) -p data/corel5k-kaggle --unzip; \
+		src=$$(dirname $$(find data/corel5k-kaggle -name train.json -path '*orel*' | head -n 1)); \
+		test -n "$$src" -a -d "$$src/images" || { echo "no train.json + images/ in the download"; exit 1; }; \
+		ln -sfn "$$(cd $$src && pwd)" $(COREL5K_DIR); \
+		echo "Corel-5k in $(COREL5K_DIR) -> $$src"; \
+		echo "next: make reproduce PARAMS=corel5k DATA=$(COREL5K_DIR)"; \
+	else \
+		echo "The kaggle CLI is not installed. To get Corel-5k:"; \
+		echo "  1. pip install kaggle; put your API token in ~/.kaggle/kaggle.json"; \
+		echo "     (kaggle.com > Settings > API > Create New Token), then run make corel5k again;"; \
+		echo "  or 2. download https://www.kaggle.com/datasets/$(KAGGLE_COREL5K) by hand, unzip it"; \
+		echo "     and move its Corel-5k folder (train.json, test.json, images/) to $(COREL5K_DIR)."; \
+		echo "Then: make reproduce PARAMS=corel5k DATA=$(COREL5K_DIR)"; \
+		exit 1; \
+	fi
+
 lab: $(STAMP) ## open the notebooks in JupyterLab
 	$(PY) -m pip install --quiet -e '.[dev,lab]'
 	$(VENV)/bin/jupyter lab notebooks/
 
 clean: ## remove generated results (keeps data/ and .venv)
-	rm -rf results/executed results/reports results/runs
+	rm -rf results/executed results/reports results/runs results/.stamps

@@ -1,0 +1,190 @@
+"""Wall time and peak memory of ``make reproduce`` on the embedded default; also the
+summariser that turns every benchmark's JSON into ``results/benchmarks.md``.
+
+    python benchmarks/reproduce_bench.py [--params default] [--data DIR]
+    python benchmarks/reproduce_bench.py --summarize results/benchmarks \
+        --write results/benchmarks.md
+
+The measurement runs the pipeline into a fresh temporary results folder (so nothing is
+skipped as up to date), through ``make reproduce`` as a user would. Peak memory is reported
+two ways: the largest single process (``getrusage(RUSAGE_CHILDREN).ru_maxrss``, what
+``/usr/bin/time -v`` prints) and the whole process tree (driver + notebook kernel), sampled
+with psutil twice a second. Targets: about 10 minutes and under 4 GB on 2 cores.
+
+Every benchmark writes ``$AIA_BENCH_DIR/<script stem>.json`` (default ``results/benchmarks``);
+``make bench`` also keeps each script's output as ``<stem>.log``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from lib.utils import atomic_write_json, atomic_write_text, git_commit  # noqa: E402
+
+TARGET_SECONDS = 600
+TARGET_BYTES = 4 * 1024**3
+
+
+def bench_dir() -> Path:
+    return Path(os.environ.get("AIA_BENCH_DIR", ROOT / "results" / "benchmarks"))
+
+
+class TreeSampler(threading.Thread):
+    """Peak resident memory of a process and all its descendants, sampled periodically."""
+
+    def __init__(self, pid: int, interval: float = 0.5):
+        super().__init__(daemon=True)
+        self.pid, self.interval, self.peak = pid, interval, 0
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        import psutil
+
+        try:
+            root = psutil.Process(self.pid)
+        except psutil.NoSuchProcess:
+            return
+        while not self._halt.is_set():
+            total = 0
+            try:
+                procs = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                break
+            for proc in procs:
+                try:
+                    total += proc.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak = max(self.peak, total)
+            self._halt.wait(self.interval)
+
+    def stop(self) -> int:
+        self._halt.set()
+        self.join()
+        return self.peak
+
+
+def measure(params: str, data: str | None, keep: Path | None) -> dict[str, Any]:
+    """Run ``make reproduce`` into a fresh results folder; wall time and peak memory."""
+    results = keep or Path(tempfile.mkdtemp(prefix="aia-bench-"))
+    command = ["make", "--no-print-directory", "reproduce", f"PARAMS={params}",
+               f"RESULTS={results}"] + ([f"DATA={data}"] if data else [])
+    print("$ " + " ".join(command), flush=True)
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, cwd=ROOT)
+    sampler = TreeSampler(proc.pid)
+    sampler.start()
+    code = proc.wait()
+    wall = time.perf_counter() - start
+    tree_peak = sampler.stop()
+    largest = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # KiB on Linux
+    if code != 0:
+        raise SystemExit(f"make reproduce failed with exit status {code}")
+    return {
+        "benchmark": "make reproduce (fresh results folder)",
+        "params": params, "data": data or "(parameter set default)", "results": str(results),
+        "wall_seconds": round(wall, 1), "wall_minutes": round(wall / 60, 2),
+        "peak_rss_largest_process_gb": round(largest / 1024**3, 3),
+        "peak_rss_process_tree_gb": round(tree_peak / 1024**3, 3),
+        "target_seconds": TARGET_SECONDS, "target_gb": TARGET_BYTES / 1024**3,
+        "within_time_target": wall <= TARGET_SECONDS * 1.1,
+        "within_memory_target": max(largest, tree_peak) < TARGET_BYTES,
+        "cpu_count": os.cpu_count(), "machine": platform.platform(),
+        "commit": git_commit(), "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(obj, dict):
+        out = []
+        for key, value in obj.items():
+            out += _flatten(value, f"{prefix}{key}." if isinstance(value, dict) else
+                            f"{prefix}{key}")
+        return out
+    return [(prefix.rstrip("."), obj)]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return ", ".join(_fmt(v) for v in value)
+    return str(value).replace("|", "\\|")
+
+
+HEADLINE_KEYS = ("ratio", "speedup", "speed_up", "throughput", "wall_minutes",
+                 "peak_rss_process_tree_gb", "peak_rss_largest_process_gb")
+
+
+def summarize(folder: Path) -> str:
+    """Markdown of every ``<stem>.json`` in ``folder`` (plus the log tail of scripts that
+    wrote no JSON), headline numbers first."""
+    jsons = {p.stem: json.loads(p.read_text(encoding="utf-8"))
+             for p in sorted(folder.glob("*.json"))}
+    logs = {p.stem: p for p in sorted(folder.glob("*.log"))}
+    lines = ["# Benchmarks", "",
+             f"Written by `make bench` ({datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}, "
+             f"commit `{git_commit()}`, {os.cpu_count()} CPU cores). Sources: "
+             "`benchmarks/*.py`; raw numbers in `results/benchmarks/*.json`.", "",
+             "## Headline", "", "| benchmark | number | value |", "|---|---|---|"]
+    for stem, data in jsons.items():
+        for key, value in _flatten(data):
+            if any(h in key.lower() for h in HEADLINE_KEYS) and not isinstance(value, list):
+                lines.append(f"| {stem} | {key} | {_fmt(value)} |")
+    if "reproduce_bench" in jsons:
+        r = jsons["reproduce_bench"]
+        lines += ["", f"`make reproduce PARAMS={r.get('params')}`: {r.get('wall_minutes')} min "
+                  f"(target about {TARGET_SECONDS // 60} min), peak memory "
+                  f"{r.get('peak_rss_process_tree_gb')} GB for the process tree, "
+                  f"{r.get('peak_rss_largest_process_gb')} GB for the largest process "
+                  f"(target under {TARGET_BYTES // 1024**3} GB)."]
+    for stem in sorted(set(jsons) | set(logs)):
+        lines += ["", f"## {stem}", ""]
+        if stem in jsons:
+            lines += ["| key | value |", "|---|---|"]
+            lines += [f"| {k} | {_fmt(v)} |" for k, v in _flatten(jsons[stem])]
+        else:
+            tail = logs[stem].read_text(encoding="utf-8", errors="replace").splitlines()[-25:]
+            lines += ["No JSON written; the end of its output:", "", "```", *tail, "```"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--params", default="default", help="parameter set (default: default)")
+    parser.add_argument("--data", default=None, help="dataset folder (default: the set's)")
+    parser.add_argument("--keep-results", type=Path, default=None,
+                        help="results folder to use and keep (default: a temporary one)")
+    parser.add_argument("--summarize", type=Path, default=None, metavar="DIR",
+                        help="only summarise the JSON files in DIR")
+    parser.add_argument("--write", type=Path, default=ROOT / "results" / "benchmarks.md",
+                        help="Markdown output of --summarize")
+    args = parser.parse_args(argv)
+    if args.summarize is not None:
+        atomic_write_text(args.write, summarize(args.summarize))
+        print(f"wrote {args.write}")
+        return 0
+    result = measure(args.params, args.data, args.keep_results)
+    out = atomic_write_json(bench_dir() / "reproduce_bench.json", result)
+    print(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
