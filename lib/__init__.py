@@ -7,4 +7,10 @@ One module per concept: ``data`` (dataset format), ``synth`` (embedded scenes da
 is the command-line interface.
 """
 
+import warnings
+
 __version__ = "0.1.0"
+
+# tqdm.auto falls back to text bars in a kernel without ipywidgets (papermill runs);
+# its warning about that is noise in every executed notebook. `make lab` installs ipywidgets.
+warnings.filterwarnings("ignore", message="IProgress not found")

@@ -853,7 +853,19 @@ def execute(job: Job, executed: Path, cwd: Path, timeout: int | None = None) -> 
         if tmp.exists():
             os.replace(tmp, failed)
         raise
+    coalesce_streams(tmp)
     os.replace(tmp, executed)
+
+
+def coalesce_streams(notebook: Path) -> None:
+    """Merge consecutive stream outputs and resolve carriage returns in place, so a
+    progress bar is stored (and rendered) as its last state, not as every refresh."""
+    import nbformat
+    from nbconvert.preprocessors import CoalesceStreamsPreprocessor
+
+    nb = nbformat.read(notebook, as_version=4)
+    nb, _ = CoalesceStreamsPreprocessor().preprocess(nb, {})
+    nbformat.write(nb, notebook)
 
 
 def describe_failure(job: Job, exc: BaseException, failed_copy: Path) -> str:
@@ -1004,6 +1016,8 @@ def reproduce(
     if results is not None:
         os.environ["AIA_RESULTS_DIR"] = str(Path(results).resolve())
     os.environ.setdefault("MPLBACKEND", "Agg")
+    # headless kernels: progress bars refresh every few seconds, not ten times a second
+    os.environ.setdefault("TQDM_MININTERVAL", "5")
     results = paths.results_root()
     param_set = load_param_set(params)
     data_dir = default_data_dir(param_set) if data is None else Path(data).expanduser().resolve()
