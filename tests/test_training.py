@@ -266,3 +266,48 @@ def test_leaky_switch_and_cache_reuse(tiny_scenes, tmp_path, monkeypatch):
     monkeypatch.setattr(data, "read_image", lambda p: calls.append(p))
     training.train(tiny_config(tiny_scenes, tmp_path / "again", epochs=1, head="linear"))
     assert calls == []
+
+
+# ------------------------------------------------------------- early stopping and EMA
+
+
+@pytest.mark.slow
+def test_early_stopping_stops_after_patience_epochs_without_improvement(
+        tiny_scenes, tmp_path, monkeypatch):
+    """With a selection score that never improves after the first epoch, a 6-epoch run with
+    patience 2 trains exactly 3 epochs, keeps epoch 1 as best, and still writes its results."""
+    real_scores = training.Trainer.scores
+
+    def flat_scores(self, split, module=None):
+        scores, loss = real_scores(self, split, module)
+        return np.full_like(scores, 0.5), loss
+
+    monkeypatch.setattr(training.Trainer, "scores", flat_scores)
+    run = training.train(tiny_config(tiny_scenes, tmp_path / "run", epochs=6, patience=2))
+    history = pd.read_csv(run / "history.csv")
+    assert history["epoch"].tolist() == [1, 2, 3]
+    assert history["best"].tolist() == [True, False, False]
+    best = torch.load(run / "best.pt", weights_only=True)
+    assert best["epoch"] == 1
+    assert (run / "metrics.json").exists()
+
+
+@pytest.mark.slow
+def test_ema_changes_what_is_evaluated_not_how_the_model_trains(tiny_scenes, tmp_path):
+    """EMA weights are what best.pt holds (and so what is evaluated), while the trained weights
+    are exactly those of the same run without EMA."""
+    plain = training.train(tiny_config(tiny_scenes, tmp_path / "plain", epochs=1))
+    ema = training.train(tiny_config(tiny_scenes, tmp_path / "ema", epochs=1, ema=0.5))
+    plain_ckpt = torch.load(plain / "checkpoint.pt", weights_only=True)
+    ema_ckpt = torch.load(ema / "checkpoint.pt", weights_only=True)
+    ema_best = torch.load(ema / "best.pt", weights_only=True)
+    assert plain_ckpt["ema"] is None and ema_ckpt["ema"] is not None
+    for name, value in plain_ckpt["model"].items():
+        torch.testing.assert_close(ema_ckpt["model"][name], value, rtol=0, atol=0)
+    ema_weights = {k.removeprefix("module."): v for k, v in ema_ckpt["ema"].items()}
+    differs = False
+    for name, value in ema_best["model"].items():
+        torch.testing.assert_close(value, ema_weights[name], rtol=0, atol=0)
+        if value.is_floating_point() and not torch.equal(value, ema_ckpt["model"][name]):
+            differs = True
+    assert differs, "EMA weights should differ from the raw weights after a few steps"
