@@ -887,13 +887,27 @@ def describe_failure(job: Job, exc: BaseException, failed_copy: Path) -> str:
     return "\n".join(lines)
 
 
+#: the stylesheet nbconvert's template inlines into every page, kept once beside the reports
+NOTEBOOK_CSS = "notebook.css"
+_HEAD_STYLE = re.compile(r"<style[^>]*>(.*?)</style>\s*", re.S)
+
+
 def render_notebook_html(executed: Path, out: Path) -> Path:
-    """nbconvert HTML of an executed notebook."""
+    """nbconvert HTML of an executed notebook. The template's ~7,000 lines of CSS, the same
+    for every page, go once into ``notebook.css`` beside it, which the page links."""
     from nbconvert import HTMLExporter
 
     with warnings.catch_warnings():  # the lib.utils.record outputs have no HTML form
         warnings.filterwarnings("ignore", message="Your element with mimetype")
         body, _ = HTMLExporter().from_filename(str(executed))
+    head, sep, rest = body.partition("</head>")
+    if sep:
+        css = "\n".join(m.group(1).strip() for m in _HEAD_STYLE.finditer(head)) + "\n"
+        stylesheet = out.parent / NOTEBOOK_CSS
+        if not stylesheet.exists() or stylesheet.read_text(encoding="utf-8") != css:
+            atomic_write_text(stylesheet, css)
+        link = f'<link rel="stylesheet" href="{NOTEBOOK_CSS}"/>\n'
+        body = _HEAD_STYLE.sub("", head) + link + sep + rest
     return atomic_write_text(out, body)
 
 

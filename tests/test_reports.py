@@ -437,3 +437,29 @@ def test_default_dataset_is_drawn_only_when_it_is_the_default(tmp_path):
     corel = tmp_path / "corel5k"
     with pytest.raises(reports.ReportError, match="make corel5k"):
         reports.ensure_dataset(corel, {"data": {"name": "corel5k"}}, default=True)
+
+
+def test_notebook_pages_share_one_stylesheet(tmp_path):
+    """Rendered notebooks link reports/notebook.css instead of inlining the template's CSS;
+    the cell's own output (a pandas table with a scoped style) stays in the page."""
+    import nbformat
+
+    out = tmp_path / "reports"
+    out.mkdir()
+    pages = []
+    for name in ("a", "b"):
+        nb = nbformat.v4.new_notebook()
+        cell = nbformat.v4.new_code_cell(f"print('{name}')")
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"hello {name}\n")]
+        nb.cells = [nbformat.v4.new_markdown_cell(f"# notebook {name}"), cell]
+        path = tmp_path / f"{name}.ipynb"
+        nbformat.write(nb, path)
+        pages.append(reports.render_notebook_html(path, out / f"{name}.html").read_text())
+    css = (out / reports.NOTEBOOK_CSS).read_text()
+    assert ".highlight" in css and "--jp-" in css  # nbconvert's template styles
+    for name, page in zip("ab", pages, strict=True):
+        head = page.split("</head>")[0]
+        assert "<style" not in head
+        assert f'href="{reports.NOTEBOOK_CSS}"' in head
+        assert f"hello {name}" in page
+    assert len(pages[0]) < len(css)
