@@ -81,6 +81,24 @@ def reports_dir() -> Path:
     return results_root() / "reports"
 
 
+def portable(path: str | os.PathLike) -> str:
+    """A path as it may be written for people and configs: relative to the repository when
+    it lies inside it (``data/scenes``), else as given. Never this machine's absolute path
+    for files of the repository."""
+    p = Path(path).expanduser()
+    absolute = p if p.is_absolute() else (Path.cwd() / p)
+    try:
+        return absolute.resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def from_portable(text: str | os.PathLike) -> Path:
+    """Inverse of :func:`portable`: a relative path is taken from the repository root."""
+    p = Path(text).expanduser()
+    return p if p.is_absolute() else (ROOT / p).resolve()
+
+
 def ensure(path: Path) -> Path:
     """Create a folder (and parents) and return it."""
     path.mkdir(parents=True, exist_ok=True)
