@@ -28,6 +28,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lib import models, paths, training  # noqa: E402
+from lib.device import autocast  # noqa: E402
+from lib.trainer import Trainer  # noqa: E402
 from lib.utils import atomic_write_json, git_commit  # noqa: E402
 
 TARGET_RATIO = 0.9
@@ -57,7 +59,7 @@ def measure(config: training.TrainConfig, batches: int, warmup: int,
     """Alternate ``rounds`` times between ``batches`` whole steps and ``batches`` bare-backbone
     steps (so both see the same machine load); report the best round of each (the usual
     estimate on a shared machine) and the median."""
-    trainer = training.Trainer(config)
+    trainer = Trainer(config)
     device = trainer.device
     gen = torch.Generator().manual_seed(0)
     batches_iter = _endless(trainer)
@@ -94,7 +96,7 @@ def measure(config: training.TrainConfig, batches: int, warmup: int,
         for i in range(n):
             x = prepared[i % len(prepared)]
             bare.zero_grad(set_to_none=True)
-            with training._autocast(device, config.amp):
+            with autocast(device, trainer.amp):
                 feats = bare(x)
             feats.float().sum().backward()
             seen += len(x)
@@ -118,7 +120,7 @@ def measure(config: training.TrainConfig, batches: int, warmup: int,
             "device": str(device)}
 
 
-def _endless(trainer: training.Trainer):
+def _endless(trainer: Trainer):
     epoch = 0
     while True:
         trainer.sampler.set_epoch(epoch)
@@ -142,8 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     data = dataset_for_benchmark(args.data)
     with tempfile.TemporaryDirectory() as tmp:
         if args.reference:
-            config = training.TrainConfig.corel5k_reference(
-                str(data), out=tmp, pretrained=False, num_workers=min(4, os.cpu_count() or 1))
+            config = training.build_config("corel5k", {
+                "data": str(data), "out": tmp, "pretrained": False,
+                "num_workers": min(4, os.cpu_count() or 1)})
         else:
             config = training.TrainConfig(data=str(data), out=tmp)
         r = measure(config, args.batches, args.warmup, args.rounds)
@@ -167,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             "bare_throughput_median": round(r["bare_median"], 2),
             "estimate": f"best of {args.rounds} alternating rounds of {args.batches} batches "
                         "(medians also given)",
-            "dataset": str(data), "backbone": config.backbone, "image_size": config.image_size,
+            "dataset": paths.portable(data), "backbone": config.backbone, "image_size": config.image_size,
             "batch_size": config.batch_size, "head": config.head, "loss": config.loss,
             "device": r["device"], "threads": torch.get_num_threads(),
             "cpu_count": os.cpu_count(), "machine": platform.platform(), "commit": git_commit(),

@@ -17,9 +17,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "embed": ("lib.embeddings", "embed_main", "compute and cache the label vectors"),
     "augment": ("lib.wgan", "augment_main", "ML-WGAN augmentation (train_aug.json)"),
     "train": ("lib.training", "train_main", "train a model into a run folder"),
-    "evaluate": ("lib.training", "evaluate_main", "evaluate a run folder (metrics.json)"),
+    "evaluate": ("lib.inference", "evaluate_main", "evaluate a run folder (metrics.json)"),
     "score": ("lib.metrics", "score_main", "score a predictions CSV against a dataset"),
-    "annotate": ("lib.training", "annotate_main", "annotate new images with a trained run"),
+    "annotate": ("lib.inference", "annotate_main", "annotate new images with a trained run"),
     "tables": ("lib.reports", "tables_main", "build the results tables from run folders"),
     "reproduce": ("lib.reports", "reproduce_main", "run every notebook with papermill"),
 }

@@ -55,6 +55,26 @@ def _read_json(path: Path) -> Any:
         raise RunError(f"{path}: not valid JSON ({exc})") from None
 
 
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """``torch.load`` of a checkpoint with ``weights_only=True`` (no code runs from the file);
+    a truncated or foreign file is a :class:`RunError` naming it."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise RunError(f"{path}: missing") from None
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile,
+            ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RunError(f"{path}: not a readable checkpoint (truncated or corrupt: {first})"
+                       ) from None
+
+
 class RunFolder:
     """One run folder; properties read lazily, writers are atomic."""
 

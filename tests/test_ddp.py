@@ -24,9 +24,11 @@ def _worker(rank: int, world: int, port: int, data: str, out: str, dump: str) ->
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
                       RANK=str(rank), LOCAL_RANK=str(rank), TQDM_DISABLE="1")
     torch.set_num_threads(1)
-    config = training.TrainConfig(data=data, out=out, epochs=1, image_size=32, batch_size=16,
+    config = training.TrainConfig(data=data, out=out, epochs=1, image_size=32, batch_size=32,
                                   seed=0, device="cpu")
-    trainer = training.Trainer(config)
+    from lib.trainer import Trainer
+
+    trainer = Trainer(config)
     trainer.run()
     torch.save({"model": trainer.module.state_dict(), "n_batches": trainer.steps_per_epoch,
                 "sampled": list(iter(trainer.sampler))}, f"{dump}/rank{rank}.pt")
@@ -46,10 +48,10 @@ def test_two_process_ddp_epoch(tiny_scenes, tmp_path):
     # each rank saw its own half of the training images
     assert not set(r0["sampled"]) & set(r1["sampled"])
     assert len(r0["sampled"]) + len(r1["sampled"]) == 96
-    assert r0["n_batches"] == 3  # 48 images per rank, batch 16
+    assert r0["n_batches"] == 3  # 48 images per rank; global batch 32 = 16 per rank
     # rank 0 wrote one complete run folder
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["world_size"] == 2
+    assert cfg["world_size"] == 2 and cfg["batch_size_per_process"] == 16
     assert len(pd.read_csv(out / "history.csv")) == 1
     assert json.loads((out / "metrics.json").read_text())["split"] == "test"
     saved = torch.load(out / "checkpoint.pt", weights_only=True)["model"]

@@ -1,37 +1,56 @@
-"""Notebook 04 (training) end to end with smoke parameters on the tiny scenes dataset."""
+"""Notebook 04 (training) end to end through papermill: seeds, presets and overrides."""
 
 from __future__ import annotations
-
-import json
 
 import pytest
 from conftest import run_notebook
 
 from lib import paths
+from lib.runs import RunFolder
 from lib.utils import notebook_records
 
-SMOKE = {"epochs": 1, "image_size": 32, "batch_size": 16, "run_name": "nb-smoke"}
+SMALL = {"epochs": 1, "image_size": 32, "batch_size": 16}
 
 
 @pytest.mark.slow
-def test_notebook_04_trains_and_records_metrics(tiny_scenes, tmp_path):
-    out = run_notebook("04_training", {**SMOKE, "dataset": str(tiny_scenes)}, tmp_path)
-    run = paths.run_dir("nb-smoke")
-    m = json.loads((run / "metrics.json").read_text())
+def test_notebook_04_trains_every_seed_and_records_metrics(tiny_scenes, tmp_path):
+    params = {"run_name": "nb-smoke", "dataset": str(tiny_scenes), "seeds": [0, 1],
+              "overrides": SMALL}
+    out = run_notebook("04_training", params, tmp_path)
+    runs = [RunFolder(paths.run_dir("nb-smoke") / f"seed-{s}") for s in (0, 1)]
     rec = notebook_records(out)
+    m = runs[0].metrics()
     assert rec["test_mAP"] == pytest.approx(m["mean_average_precision"])
     assert rec["test_per_class_f1_0.5"] == pytest.approx(m["at_0.5"]["per_class_f1"])
-    assert rec["test_per_class_f1_mcc"] == pytest.approx(m["mcc"]["per_class_f1"])
     assert rec["test_n_plus_0.5"] == m["at_0.5"]["n_plus"]
+    assert rec["per_seed"]["seed"] == [0, 1]
+    assert rec["per_seed"]["test_mAP"][1] == pytest.approx(
+        runs[1].metrics()["mean_average_precision"])
     assert rec["leaky"] is False and rec["epochs_trained"] == 1
-    cfg = json.loads((run / "config.json").read_text())
-    assert (cfg["image_size"], cfg["epochs"], cfg["head"], cfg["loss"]) == (32, 1, "gcn", "asl")
-    figures = paths.figures_dir() / "04_training" / "nb-smoke"
+    for run, seed in zip(runs, (0, 1), strict=True):
+        assert (run.config["seed"], run.config["run_name"]) == (seed, "nb-smoke")
+        assert (run.config["image_size"], run.config["head"]) == (32, "gcn")
+    figures = paths.figures_dir() / "04_training" / "nb-smoke" / "seed-1"
     assert (figures / "loss.png").stat().st_size > 0
-    assert (figures / "validation_metrics.png").stat().st_size > 0
-    # a second execution resumes the finished run: same numbers, no new epoch
-    mtime = (run / "checkpoint.pt").stat().st_mtime_ns
+    # a second execution keeps the finished runs: same numbers, no new epoch
+    mtime = runs[0].checkpoint_path.stat().st_mtime_ns
     (tmp_path / "b").mkdir()
-    again = run_notebook("04_training", {**SMOKE, "dataset": str(tiny_scenes)}, tmp_path / "b")
+    again = run_notebook("04_training", params, tmp_path / "b")
     assert notebook_records(again) == rec
-    assert (run / "checkpoint.pt").stat().st_mtime_ns == mtime
+    assert runs[0].checkpoint_path.stat().st_mtime_ns == mtime
+
+
+@pytest.mark.slow
+def test_notebook_04_preset_values_set_by_the_user_win(tiny_scenes, tmp_path):
+    """preset corel5k with values equal to the embedded defaults (normalization backbone,
+    pretrained false, ...): the run trains with what was asked."""
+    overrides = {**SMALL, "backbone": "resnet10t", "schedule_epochs": 1,
+                 "normalization": "backbone", "pretrained": False, "num_workers": 0,
+                 "select_metric": "mean_average_precision", "embeddings": "glove-6b-50d",
+                 "eval_batch_size": 128}
+    run_notebook("04_training", {"run_name": "nb-corel", "dataset": str(tiny_scenes),
+                                 "preset": "corel5k", "overrides": overrides}, tmp_path)
+    cfg = RunFolder(paths.run_dir("nb-corel") / "seed-0").config
+    for key, value in overrides.items():
+        assert cfg[key] == value, key
+    assert cfg["lr"] == 1e-4 and cfg["warmup"] == 0.2  # the rest of the preset is kept
