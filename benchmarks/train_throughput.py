@@ -170,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
             "bare_throughput_median": round(r["bare_median"], 2),
             "estimate": f"best of {args.rounds} alternating rounds of {args.batches} batches "
                         "(medians also given)",
-            "dataset": paths.portable(data), "backbone": config.backbone, "image_size": config.image_size,
+            "dataset": paths.portable(data), "backbone": config.backbone,
+            "image_size": config.image_size,
             "batch_size": config.batch_size, "head": config.head, "loss": config.loss,
             "device": r["device"], "threads": torch.get_num_threads(),
             "cpu_count": os.cpu_count(), "machine": platform.platform(), "commit": git_commit(),
