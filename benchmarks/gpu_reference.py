@@ -40,28 +40,35 @@ from lib.trainer import Trainer  # noqa: E402
 REFERENCE_EPOCH_SECONDS = 135.0
 
 
-def train_epoch(data: Path, out: Path, *, amp: bool, protocol: str, steps: int | None) -> dict:
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def train_epoch(data: Path, out: Path, *, amp: bool, protocol: str, steps: int | None,
+                smoke: dict | None = None) -> dict:
     overrides = {"data": str(data), "out": str(out), "pretrained": False,
                  "embeddings": "random", "epochs": 1, "num_workers": 8,
-                 "protocol": protocol, "amp": amp, "overwrite": True}
+                 "protocol": protocol, "amp": amp, "overwrite": True, **(smoke or {})}
     config = training.build_config("corel5k", overrides)
     trainer = Trainer(config)
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
+    _sync()
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
     gen = torch.Generator().manual_seed(0)
     trainer.model.train()
     trainer.sampler.set_epoch(0)
     n_images, t0, warm = 0, None, 3
     for i, (images, targets) in enumerate(trainer.loader):
         if i == warm:
-            torch.cuda.synchronize()
+            _sync()
             t0 = time.perf_counter()
         trainer.step(images, targets, gen)
         if i >= warm:
             n_images += len(images)
         if steps is not None and i + 1 >= steps + warm:
             break
-    torch.cuda.synchronize()
+    _sync()
     seconds = time.perf_counter() - t0
     ips = n_images / seconds
     n_train = len(trainer.train_data)
@@ -69,21 +76,23 @@ def train_epoch(data: Path, out: Path, *, amp: bool, protocol: str, steps: int |
             "train_images": n_train, "timed_images": n_images, "timed_seconds": round(seconds, 2),
             "images_per_s": round(ips, 1),
             "epoch_seconds_4500_images": round(4500 / ips, 1),
-            "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+            "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)
+            if torch.cuda.is_available() else None,
             "batch_size": config.batch_size, "image_size": config.image_size,
             "backbone": config.backbone, "head": config.head, "labels": len(trainer.labels)}
 
 
-def wgan_speed(k: int, iterations: int) -> dict:
-    config = wgan.WGANConfig(iterations=iterations, image_size=(128, 192), width=64)
-    images = torch.rand(k, 3, 128, 192) * 2 - 1
+def wgan_speed(k: int, iterations: int, size=(128, 192), width: int = 64) -> dict:
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    config = wgan.WGANConfig(iterations=iterations, image_size=size, width=width)
+    images = torch.rand(k, 3, *size) * 2 - 1
     seeds = list(range(k))
-    wgan.train_group(images, seeds, wgan.WGANConfig(iterations=3, image_size=(128, 192),
-                                                    width=64), device="cuda")  # warm-up
-    torch.cuda.synchronize()
+    wgan.train_group(images, seeds, wgan.WGANConfig(iterations=3, image_size=size,
+                                                    width=width), device=device)  # warm-up
+    _sync()
     t0 = time.perf_counter()
-    wgan.train_group(images, seeds, config, device="cuda")
-    torch.cuda.synchronize()
+    wgan.train_group(images, seeds, config, device=device)
+    _sync()
     seconds = time.perf_counter() - t0
     return {"K": k, "iterations": iterations, "seconds": round(seconds, 2),
             "image_iterations_per_s": round(k * iterations / seconds, 1),
@@ -99,8 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=None,
                    help="timed steps per precision (default: the whole epoch)")
     p.add_argument("--wgan-iterations", type=int, default=30)
+    p.add_argument("--smoke", action="store_true",
+                   help="check the script on any device at a tiny scale (numbers meaningless)")
     args = p.parse_args(argv)
-    if not torch.cuda.is_available():  # make bench on a CPU machine: nothing to measure
+    smoke = {"backbone": "resnet10t", "image_size": 32, "eval_batch_size": 256,
+             "num_workers": 0} if args.smoke else None
+    if not torch.cuda.is_available() and not args.smoke:  # make bench on a CPU machine
         print("skipped: no CUDA device (this benchmark needs a GPU)")
         return 0
     if not (Path(args.annotations) / "train.json").is_file():
@@ -110,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.out or os.environ.get("AIA_BENCH_DIR", paths.ROOT / "results" /
                                               "benchmarks"))
     result: dict = {"benchmark": "Corel-5k reference configuration on stand-in data, one GPU",
-                    "device": torch.cuda.get_device_name(0), "torch": torch.__version__,
+                    "device": torch.cuda.get_device_name(0) if torch.cuda.is_available()
+                    else "cpu", "torch": torch.__version__,
                     "machine": platform.platform(), "cpu_count": os.cpu_count(),
                     "reference_epoch_seconds": REFERENCE_EPOCH_SECONDS}
     with tempfile.TemporaryDirectory() as tmp:
@@ -122,13 +136,14 @@ def main(argv: list[str] | None = None) -> int:
         result["training"] = []
         for amp, protocol in ((False, "reference"), (True, "holdout")):
             r = train_epoch(data, Path(tmp) / f"run-{amp}", amp=amp, protocol=protocol,
-                            steps=args.steps)
+                            steps=args.steps, smoke=smoke)
             print(json.dumps(r), flush=True)
             result["training"].append(r)
-            torch.cuda.empty_cache()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
     result["wgan"] = []
     for k in (1, 32):
-        r = wgan_speed(k, args.wgan_iterations)
+        r = wgan_speed(k, args.wgan_iterations, *(((32, 32), 4) if args.smoke else ()))
         print(json.dumps(r), flush=True)
         result["wgan"].append(r)
     w1, w32 = result["wgan"]
