@@ -20,6 +20,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "evaluate": ("lib.inference", "evaluate_main", "evaluate a run folder (metrics.json)"),
     "score": ("lib.metrics", "score_main", "score a predictions CSV against a dataset"),
     "annotate": ("lib.inference", "annotate_main", "annotate new images with a trained run"),
+    "convert": ("lib.convert", "convert_main",
+                "convert a TagProp / VOC / COCO release into a dataset folder"),
+    "standin": ("lib.standin", "main", "draw Corel-shaped stand-in images for annotations"),
     "tables": ("lib.reports", "tables_main", "build the results tables from run folders"),
     "reproduce": ("lib.reports", "reproduce_main", "run every notebook with papermill"),
 }

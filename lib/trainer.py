@@ -217,9 +217,11 @@ class Trainer:
         )
         self.steps_per_epoch = len(self.loader)
         if c.schedule == "onecycle":
-            total = (c.schedule_epochs or c.epochs) * self.steps_per_epoch
+            total = max((c.schedule_epochs or c.epochs) * self.steps_per_epoch, 2)
+            if abs(c.warmup * total - 1) < 1e-9:  # a one-step warm-up divides by zero in torch
+                total += 1
             self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
-                self.optimizer, max_lr=c.lr, total_steps=max(total, 2), pct_start=c.warmup)
+                self.optimizer, max_lr=c.lr, total_steps=total, pct_start=c.warmup)
         else:
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda _: 1.0)
         self.ema = None
