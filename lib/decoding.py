@@ -164,8 +164,8 @@ def read_image(path: str | Path) -> Image.Image:
     path = Path(path)
     with open_image(path) as img:
         try:
+            rgb = _to_rgb(img, path)  # first: the bit depth is read from the undecoded tiles
             orientation = _orientation(img)
-            rgb = _to_rgb(img, path)
         except DatasetError:
             raise
         except DECODE_ERRORS as exc:

@@ -34,6 +34,8 @@ from typing import Any
 EXIT_ERROR = 2
 #: exit code after Ctrl-C (128 + SIGINT, as shells report it)
 EXIT_INTERRUPTED = 130
+#: exit code when the reader of stdout went away (128 + SIGPIPE)
+EXIT_BROKEN_PIPE = 141
 DEBUG_FLAG = "--debug"
 DEBUG_ENV = "AIA_DEBUG"
 
@@ -151,13 +153,27 @@ def strip_debug(argv: Sequence[str]) -> list[str]:
     return [a for a in argv[:end] if a != DEBUG_FLAG] + argv[end:]
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the flush at exit does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real stdout (captured, closed)
+        pass
+
+
 def report(exc: BaseException, *, debug: bool = False, stream=None) -> int:
     """Report an exception a command raised; returns the exit code.
 
-    Ctrl-C: ``interrupted``, 130. A user error (:func:`is_user_error`): ``error: <file>:
+    Ctrl-C: ``interrupted``, 130. Stdout closed by its reader (``| head``): silent, 141.
+    A user error (:func:`is_user_error`): ``error: <file>:
     <problem>`` on one line, 2 (with the traceback first when ``debug``). Anything else is
     a bug: re-raised, so Python prints its traceback."""
     stream = sys.stderr if stream is None else stream
+    if isinstance(exc, BrokenPipeError) and exc.filename is None:
+        # stdout closed by the reader (``python -m lib stats ... | head``): not an error
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     if isinstance(exc, KeyboardInterrupt):
         if debug:
             traceback.print_exception(exc, file=stream)

@@ -138,6 +138,26 @@ def test_bugs_keep_their_traceback_and_errors_are_one_line(monkeypatch, capsys):
     assert capsys.readouterr().err == "interrupted\n"
 
 
+def test_a_closed_stdout_is_not_an_error(tmp_path):
+    # ``python -m lib stats ... | head -1``: the reader leaves before the writer is done
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import lib.data, sys\n"
+         "from lib.cli import main\n"
+         "def chatty(argv):\n"
+         "    for i in range(10**6):\n"
+         "        print('line', i)\n"
+         "lib.data.stats_main = chatty\n"
+         "raise SystemExit(main(['stats', 'x']))\n"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(paths.ROOT)})
+    assert child.stdout.readline() == b"line 0\n"
+    child.stdout.close()
+    err = child.stderr.read()
+    child.wait(timeout=60)
+    child.stderr.close()
+    assert (child.returncode, err) == (141, b"")
+
+
 def test_debug_flag_is_removed_before_the_command_sees_it(monkeypatch):
     seen = []
     monkeypatch.setattr(data, "stats_main", lambda argv: seen.append(argv) or 0)
