@@ -2,13 +2,18 @@
 
 Each command lives in the module of its concept as a ``main``-style function taking the
 argument list; this file only dispatches, importing the module lazily so that a command
-pays only for what it uses.
+pays only for what it uses, and reports errors the one way every command shares
+(:func:`lib.errors.report`): bad input is one line ``error: <file>: <problem>`` on stderr
+and exit code 2; ``--debug`` anywhere (or ``AIA_DEBUG=1``) adds the traceback; Ctrl-C
+is ``interrupted`` and exit code 130; argparse's usage errors keep its exit code 2.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+
+from lib import errors
 
 # command -> (module, function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -32,12 +37,15 @@ def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = ["usage: python -m lib <command> [options]", "", "commands:"]
     lines += [f"  {name:<{width}}  {help_}" for name, (_, _, help_) in COMMANDS.items()]
-    lines += ["", "python -m lib <command> --help shows a command's options."]
+    lines += ["", "python -m lib <command> --help shows a command's options;",
+              "--debug (or AIA_DEBUG=1) shows the traceback of an error."]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = errors.debug_requested(argv)
+    argv = errors.strip_debug(argv)
     if not argv or argv[0] in {"-h", "--help", "help"}:
         print(usage())
         return 0
@@ -46,5 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
     module, func, _ = COMMANDS[name]
-    result = getattr(importlib.import_module(module), func)(rest)
+    try:
+        result = getattr(importlib.import_module(module), func)(rest)
+    except (Exception, KeyboardInterrupt) as exc:  # SystemExit (argparse) passes through
+        return errors.report(exc, debug=debug)
     return int(result or 0)

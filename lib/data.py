@@ -1,19 +1,25 @@
-"""Datasets in the Corel-5k JSON format (SPEC 1): loading, checking, statistics.
+"""Datasets in the Corel-5k JSON format (docs/method.md, "Data"): loading, checking,
+statistics.
 
 A dataset is a folder with ``images/``, ``train.json`` and ``test.json`` (required),
 ``val.json``, ``train_aug.json`` and ``vocabulary.txt`` (optional). Each JSON file is
 ``{"labels": [...], "samples": [{"image_name": ..., "image_labels": [...]}, ...]}``.
 :func:`load_dataset` turns it into the vocabulary, the image names per split and an
 N x C uint8 multi-hot matrix per split; every bad input raises :class:`DatasetError`
-naming the file and the problem. ``python -m lib stats DATA_DIR`` prints the label
-statistics (:func:`stats_main`).
+naming the file and the problem. Image names are normalised (``./x.png`` is ``x.png``)
+before the duplicate and overlap checks; the train and test splits (and a validation
+split, given or carved) must not be empty. :func:`read_image` is the one image decoder
+(every PIL mode, 16-bit included, to 8-bit RGB). ``python -m lib stats DATA_DIR`` checks
+every image and prints the label statistics (:func:`stats_main`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import posixpath
 import re
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +27,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
+
+from lib.decoding import DECODE_ERRORS, open_image, read_image  # noqa: F401 - re-exported
+from lib.errors import DatasetError  # noqa: F401 - re-exported: lib.data.DatasetError
+from lib.utils import read_json, read_text
 
 #: split files in the order they are read; ``val`` and ``train_aug`` are optional
 SPLIT_FILES = {"train": "train.json", "val": "val.json", "test": "test.json",
@@ -30,12 +39,9 @@ SPLIT_FILES = {"train": "train.json", "val": "val.json", "test": "test.json",
 #: the splits that are real (not generated) images
 REAL_SPLITS = ("train", "val", "test")
 VOCABULARY_FILE = "vocabulary.txt"
-#: ``<stem>_aug.jpeg``, ``<stem>_aug_hor_flip.jpeg``, ``<stem>_aug_rot_90.jpeg`` (SPEC 3)
+#: ``<stem>_aug.jpeg``, ``<stem>_aug_hor_flip.jpeg``, ``<stem>_aug_rot_90.jpeg``
+#: (docs/method.md, "ML-WGAN augmentation")
 _AUG_NAME = re.compile(r"^(?P<source>.+)_aug(?:_hor_flip|_rot_90)?$")
-
-
-class DatasetError(ValueError):
-    """A dataset folder or file is malformed; the message names the file and the problem."""
 
 
 @dataclass
@@ -77,14 +83,7 @@ class AnnotatedDataset:
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot read the file ({exc})") from exc
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}: malformed JSON ({exc})") from exc
+    obj = read_json(path, error=DatasetError)
     if not isinstance(obj, dict):
         raise DatasetError(f"{path}: expected a JSON object with a 'samples' key, "
                            f"got {type(obj).__name__}")
@@ -107,10 +106,7 @@ def _check_vocabulary(labels: Any, where: str) -> list[str]:
 
 
 def _read_vocabulary_file(path: Path) -> list[str]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{path}: cannot read the vocabulary ({exc})") from exc
+    lines = read_text(path, error=DatasetError).splitlines()
     return _check_vocabulary([x for x in lines if x.strip()], str(path))
 
 
@@ -126,6 +122,17 @@ def _describe_difference(a: list[str], b: list[str]) -> str:
     return ", ".join(parts)
 
 
+def normalise_image_name(name: str) -> str | None:
+    """``name`` as a normalised POSIX path relative to ``images/`` (``./a//b.png`` ->
+    ``a/b.png``), or None when it is absolute or leaves ``images/`` (``../x.png``)."""
+    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:[\\/]", name):
+        return None
+    norm = posixpath.normpath(name)
+    if norm in (".", "..") or norm.startswith("../"):
+        return None
+    return norm
+
+
 def _parse_samples(
     obj: dict, path: Path, vocab_index: dict[str, int]
 ) -> Split:
@@ -136,24 +143,32 @@ def _parse_samples(
         raise DatasetError(f"{path}: 'samples' must be a list")
     names: list[str] = []
     targets = np.zeros((len(samples), len(vocab_index)), dtype=np.uint8)
-    first_seen: dict[str, int] = {}
+    first_seen: dict[str, tuple[int, str]] = {}
     for k, sample in enumerate(samples):
         if not isinstance(sample, dict):
             raise DatasetError(f"{path}: sample #{k} is not an object")
         for key in ("image_name", "image_labels"):
             if key not in sample:
                 raise DatasetError(f"{path}: sample #{k} has no {key!r} key")
-        name, labels = sample["image_name"], sample["image_labels"]
-        if not isinstance(name, str) or not name.strip():
+        raw_name, labels = sample["image_name"], sample["image_labels"]
+        if not isinstance(raw_name, str) or not raw_name.strip():
             raise DatasetError(f"{path}: sample #{k} has an empty or non-string image_name")
-        if Path(name).is_absolute() or ".." in Path(name).parts:
-            raise DatasetError(f"{path}: image_name {name!r} must be relative to images/")
+        name = normalise_image_name(raw_name)
+        if name is None:
+            raise DatasetError(f"{path}: sample #{k}: image_name {raw_name!r} must be a file "
+                               "inside images/ (a relative path without '..' leaving it)")
         if name in first_seen:
+            first, first_raw = first_seen[name]
+            spelled = (f", written {first_raw!r} and {raw_name!r}" if first_raw != raw_name
+                       else "")
             raise DatasetError(f"{path}: duplicate image name {name!r} "
-                               f"(samples #{first_seen[name]} and #{k})")
-        first_seen[name] = k
+                               f"(samples #{first} and #{k}{spelled})")
+        first_seen[name] = (k, raw_name)
         if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
             raise DatasetError(f"{path}: image {name!r}: image_labels must be a list of strings")
+        labels = [x.strip() for x in labels]  # as the vocabulary is
+        if not all(labels):
+            raise DatasetError(f"{path}: image {name!r} has an empty label")
         if len(set(labels)) != len(labels):
             raise DatasetError(f"{path}: image {name!r} lists a label twice: {labels}")
         for label in labels:
@@ -178,9 +193,9 @@ def _check_images(image_dir: Path, splits: dict[str, Split], files: dict[str, Pa
                 if not path.is_file():
                     raise DatasetError(f"{path}: image listed in {files[split]} is missing")
                 try:
-                    with Image.open(path) as img:
+                    with open_image(path, listed_in=files[split]) as img:
                         img.verify()
-                except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+                except DECODE_ERRORS as exc:
                     raise DatasetError(f"{path}: unreadable image listed in {files[split]} "
                                        f"({exc})") from exc
                 bar.update()
@@ -201,7 +216,8 @@ def _carve(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
 
 def aug_source_stem(name: str) -> str | None:
     """The source image stem of a generated image name (``1000_aug_rot_90.jpeg`` -> ``1000``),
-    or None when the name does not follow the ML-WGAN naming (SPEC 3)."""
+    or None when the name does not follow the ML-WGAN naming (docs/method.md,
+    "ML-WGAN augmentation")."""
     match = _AUG_NAME.match(Path(name).stem)
     return match["source"] if match else None
 
@@ -247,6 +263,11 @@ def load_dataset(
                            "key in train.json / test.json")
     index = {label: j for j, label in enumerate(labels)}
     splits = {s: _parse_samples(raw[s], files[s], index) for s in present}
+    for split in ("train", "val", "test"):
+        if split in splits and not len(splits[split]):
+            hint = (" (delete it to carve the validation split out of train.json)"
+                    if split == "val" else "")
+            raise DatasetError(f"{files[split]}: no samples: the {split} split is empty{hint}")
 
     # no image may be in two split files
     for a_i, a in enumerate(present):
@@ -262,6 +283,10 @@ def load_dataset(
     held_out: list[str] = []
     if val_carved:
         splits["train"], splits["val"] = _carve(splits["train"], val_fraction, seed)
+        if val_fraction > 0 and not len(splits["val"]):
+            raise DatasetError(f"{files['train']}: a validation split of {val_fraction:g} cannot "
+                               f"be carved out of {len(splits['train'])} image(s); add a "
+                               "val.json or more training images")
         if "train_aug" in splits and len(splits["val"]):
             val_stems = {Path(n).stem for n in splits["val"].names}
             aug = splits["train_aug"]
@@ -280,29 +305,11 @@ def load_dataset(
 
 
 # --------------------------------------------------------------------------- images
+# (decoding: lib.decoding.read_image)
 
 
-def read_image(path: str | Path) -> Image.Image:
-    """Open an image file as RGB; :class:`DatasetError` naming the file when unreadable."""
-    path = Path(path)
-    try:
-        with Image.open(path) as img:
-            return img.convert("RGB")
-    except FileNotFoundError as exc:
-        raise DatasetError(f"{path}: image file is missing") from exc
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
-        raise DatasetError(f"{path}: unreadable image ({exc})") from exc
-
-
-try:  # torch is a dependency; keep the annotation side importable without it
-    from torch.utils.data import Dataset as _TorchDataset
-except ImportError:  # pragma: no cover
-    _TorchDataset = object  # type: ignore[assignment,misc]
-
-
-class ImageDataset(_TorchDataset):
-    """Torch dataset of ``(transform(image), target)``; target is float32 of length C
-    (zeros when ``targets`` is None). Without a transform the image is the PIL image."""
+class _ImageDatasetBody:
+    """The methods of :class:`ImageDataset` (which adds torch's ``Dataset`` base)."""
 
     def __init__(self, image_dir: str | Path, names: list[str],
                  targets: np.ndarray | None = None, transform=None, num_labels: int = 0):
@@ -331,6 +338,24 @@ class ImageDataset(_TorchDataset):
         else:
             target = torch.from_numpy(self.targets[index].astype(np.float32))
         return image, target
+
+
+def __getattr__(name: str):
+    """``ImageDataset`` is built on first use, so that the annotation side (``stats``,
+    ``score``, the label graph) does not pay torch's import time."""
+    if name != "ImageDataset":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:  # torch is a dependency; keep the annotation side importable without it
+        from torch.utils.data import Dataset as base
+    except ImportError:  # pragma: no cover
+        base = object
+    cls = type("ImageDataset", (_ImageDatasetBody, base), {
+        "__module__": __name__,
+        "__doc__": "Torch dataset of ``(transform(image), target)``; target is float32 of "
+                   "length C (zeros when ``targets`` is None). Without a transform the image "
+                   "is the PIL image."})
+    globals()["ImageDataset"] = cls
+    return cls
 
 
 def example_images(
@@ -442,9 +467,10 @@ def write_tables(ds: AnnotatedDataset, out_dir: str | Path) -> list[Path]:
     """Write ``label_counts.csv`` and ``cooccurrence_train.csv`` (images with both labels,
     over train.json) atomically into ``out_dir``; returns the paths."""
     from lib import graph
-    from lib.utils import atomic_save
+    from lib.utils import atomic_save, clean_stale_temps
 
     out_dir = Path(out_dir)
+    clean_stale_temps(out_dir, "*.csv")
     counts = label_table(ds)
     train = split_files(ds)["train"]
     cooc = pd.DataFrame(graph.cooccurrence(train.targets), index=ds.labels, columns=ds.labels)
@@ -455,29 +481,59 @@ def write_tables(ds: AnnotatedDataset, out_dir: str | Path) -> list[Path]:
     ]
 
 
+def check_image_files(ds: AnnotatedDataset, *, progress: bool = True) -> int:
+    """Decode every image of every split with :func:`read_image` (what training and
+    evaluation do); returns how many. All problems are collected first, then one
+    :class:`DatasetError` names how many images fail and the first few."""
+    split_of = {name: split for split, part in ds.splits.items() for name in part.names}
+    names = list(split_of)
+    problems: list[str] = []
+    for name in tqdm(names, desc="opening images", disable=not progress, file=sys.stderr):
+        try:
+            read_image(ds.image_path(name))
+        except DatasetError as exc:
+            problems.append(f"{exc} [{SPLIT_FILES[split_of[name]]}]")
+    if problems:
+        shown = "; ".join(problems[:3]) + ("; ..." if len(problems) > 3 else "")
+        raise DatasetError(f"{ds.image_dir}: {len(problems)} of {len(names)} image(s) cannot be "
+                           f"used: {shown}")
+    return len(names)
+
+
 def stats_main(argv: list[str]) -> int:
-    """``python -m lib stats DATA_DIR [--json]``."""
+    """``python -m lib stats DATA_DIR [--json] [--fast] [--out DIR]``."""
     from lib import paths
 
     parser = argparse.ArgumentParser(
         prog="python -m lib stats",
-        description="Label statistics of a dataset folder in the Corel-5k JSON format "
-                    "(annotations only; images are not needed).")
+        description="Check a dataset folder in the Corel-5k JSON format (the annotation "
+                    "files, and that every image opens) and print its label statistics. "
+                    "Writes nothing unless --out is given.")
     parser.add_argument("data_dir", help="dataset folder or name (e.g. scenes, "
                                          "corel5k-annotations)")
     parser.add_argument("--json", action="store_true",
-                        help="print one JSON object instead of the summary; write no tables")
+                        help="print one JSON object instead of the summary")
+    parser.add_argument("--fast", action="store_true",
+                        help="check the annotation files only; do not open the images")
+    parser.add_argument("--out", metavar="DIR", default=None,
+                        help="also write label_counts.csv and cooccurrence_train.csv here")
     args = parser.parse_args(argv)
     root = paths.dataset_dir(args.data_dir)
-    try:
-        ds = load_dataset(root, check_images=False, val_fraction=0.0)
-    except DatasetError as exc:
-        parser.exit(1, f"error: {exc}\n")
+    ds = load_dataset(root, check_images=False, val_fraction=0.0)
+    if args.fast:
+        checked, note = None, "not opened (--fast)"
+    elif not ds.image_dir.is_dir():
+        checked, note = None, f"not opened: no images folder {ds.image_dir} (annotations only)"
+    else:
+        checked = check_image_files(ds)
+        note = f"all {checked} open"
     stats = dataset_statistics(ds)
+    written = write_tables(ds, args.out) if args.out else []
     if args.json:
-        print(json.dumps(stats))
+        print(json.dumps({**stats, "images_checked": checked}))
         return 0
     print(f"dataset {root}")
+    print(f"images: {note}")
     print(summary_table(stats).to_string(index=False))
     table = label_table(ds)
     print("\nmost frequent labels:")
@@ -487,6 +543,6 @@ def stats_main(argv: list[str]) -> int:
     for split, absent in stats["labels_absent"].items():
         if absent:
             print(f"labels with no image in {split}: {absent}")
-    written = write_tables(ds, paths.tables_dir() / "dataset" / root.name)
-    print("\ntables written:", *map(str, written), sep="\n  ")
+    if written:
+        print("\ntables written:", *map(str, written), sep="\n  ")
     return 0

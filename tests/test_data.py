@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import struct
+import warnings
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -218,6 +221,93 @@ def test_train_aug_overlapping_test_is_an_error(tmp_path):
         data.load_dataset(root, check_images=False)
 
 
+def test_image_names_are_normalised_before_overlap_and_duplicate_checks(tmp_path):
+    # './t5.png' in test.json is train.json's t5.png: a training image scored as a test image
+    root = make_dataset(tmp_path / "ds")
+    _rewrite(root / "test.json", lambda o: o["samples"][0].update(image_name="./t5.png"))
+    with pytest.raises(DatasetError, match=r"train\.json and .*test\.json share 1 image\(s\), "
+                                           r"e\.g\. \['t5\.png'\]"):
+        data.load_dataset(root)
+    # 'x.png' and './x.png' in one file are the same image
+    root = make_dataset(tmp_path / "ds2")
+    _rewrite(root / "train.json", lambda o: o["samples"][3].update(image_name="./t2.png"))
+    with pytest.raises(DatasetError, match=r"train\.json: duplicate image name 't2\.png' "
+                                           r"\(samples #1 and #3, written 't2\.png' and "
+                                           r"'\./t2\.png'\)"):
+        data.load_dataset(root)
+    # names are kept normalised: the image is found and the name is the canonical one
+    root = make_dataset(tmp_path / "ds3")
+    (root / "images" / "sub").mkdir()
+    (root / "images" / "t1.png").rename(root / "images" / "sub" / "t1.png")
+    _rewrite(root / "train.json", lambda o: o["samples"][0].update(image_name="sub//./t1.png"))
+    ds = data.load_dataset(root, val_fraction=0.0)
+    assert ds.splits["train"].names[0] == "sub/t1.png"
+    assert data.normalise_image_name("./a/../b.png") == "b.png"
+
+
+@pytest.mark.parametrize("name", ["../t1.png", "/etc/passwd", "sub/../../t1.png", ".", "./",
+                                  "C:\\images\\t1.png"])
+def test_image_names_outside_images_are_refused(tmp_path, name):
+    root = make_dataset(tmp_path / "ds", images=False)
+    _rewrite(root / "train.json", lambda o: o["samples"][2].update(image_name=name))
+    with pytest.raises(DatasetError, match=r"train\.json: sample #2: image_name .* must be a "
+                                           r"file inside images/"):
+        data.load_dataset(root, check_images=False)
+
+
+@pytest.mark.parametrize("split", ["train", "test", "val"])
+def test_empty_split_files_are_refused(tmp_path, split):
+    root = make_dataset(tmp_path / "ds", val=[("v1.png", ["sun"])], images=False)
+    _rewrite(root / f"{split}.json", lambda o: o.update(samples=[]))
+    with pytest.raises(DatasetError, match=rf"{split}\.json: no samples: the {split} split is "
+                                           "empty"):
+        data.load_dataset(root, check_images=False)
+
+
+def test_a_carved_validation_split_must_not_be_empty(tmp_path):
+    root = make_dataset(tmp_path / "ds", train=TRAIN[:1], images=False)
+    with pytest.raises(DatasetError, match=r"train\.json: a validation split of 0\.1 cannot be "
+                                           r"carved out of 1 image"):
+        data.load_dataset(root, check_images=False)
+    # val_fraction=0 asks for no validation split (statistics, augmentation)
+    ds = data.load_dataset(root, check_images=False, val_fraction=0.0)
+    assert len(ds.splits["train"]) == 1 and len(ds.splits["val"]) == 0
+
+
+def test_sample_labels_are_stripped_like_the_vocabulary(tmp_path):
+    root = make_dataset(tmp_path / "ds", images=False, labels=[" sky", "sea ", "tree", "sun"])
+    _rewrite(root / "train.json", lambda o: o["samples"][0].update(image_labels=["sky ", " sea"]))
+    ds = data.load_dataset(root, check_images=False, val_fraction=0.0)
+    assert ds.labels == VOCAB and ds.splits["train"].targets[0].tolist() == [1, 1, 0, 0]
+    _rewrite(root / "train.json", lambda o: o["samples"][0].update(image_labels=["sky", "sky "]))
+    with pytest.raises(DatasetError, match=r"image 't1\.png' lists a label twice"):
+        data.load_dataset(root, check_images=False)
+    _rewrite(root / "train.json", lambda o: o["samples"][0].update(image_labels=["  "]))
+    with pytest.raises(DatasetError, match=r"train\.json: image 't1\.png' has an empty label"):
+        data.load_dataset(root, check_images=False)
+
+
+def test_encodings_of_the_annotation_files(tmp_path):
+    labels = [*VOCAB, "café"]
+    root = make_dataset(tmp_path / "ds", images=False, labels=labels)
+    obj = json.loads((root / "train.json").read_text())
+    # a UTF-8 byte-order mark (Windows editors) is accepted
+    (root / "train.json").write_bytes(b"\xef\xbb\xbf" + json.dumps(obj).encode())
+    assert data.load_dataset(root, check_images=False).labels[-1] == "café"
+    # Latin-1 is refused with the file, the byte, its position and line
+    text = json.dumps(obj, indent=1, ensure_ascii=False)
+    line = next(i for i, x in enumerate(text.splitlines(), 1) if "é" in x)
+    (root / "train.json").write_bytes(text.encode("latin-1"))
+    with pytest.raises(DatasetError, match=rf"train\.json: not UTF-8 text \(byte 0xe9 at position "
+                                           rf"{text.index('é')}, line {line}\); save the file as "
+                                           "UTF-8"):
+        data.load_dataset(root, check_images=False)
+    (root / "train.json").write_text(json.dumps(obj))
+    (root / "vocabulary.txt").write_bytes("\n".join(labels).encode("latin-1"))
+    with pytest.raises(DatasetError, match=r"vocabulary\.txt: not UTF-8 text"):
+        data.load_dataset(root, check_images=False)
+
+
 # --------------------------------------------------------------------------- images
 
 
@@ -246,6 +336,137 @@ def test_read_image_and_image_dataset(tmp_path):
         data.ImageDataset(tmp_path, ["bad.jpeg"])[0]
     with pytest.raises(ValueError, match="targets must be"):
         data.ImageDataset(tmp_path, ["grey.png"], targets)
+
+
+def png_bytes(array: np.ndarray, bit_depth: int, color_type: int,
+              size: tuple[int, int] | None = None) -> bytes:
+    """A PNG written by hand (not by PIL): ``color_type`` 0 grey, 2 RGB, 4 grey+alpha;
+    ``size`` overrides the width and height the header claims."""
+    h, w = array.shape[:2]
+    w, h = size or (w, h)
+    dtype = ">u2" if bit_depth == 16 else "u1"
+    raw = b"".join(b"\x00" + np.ascontiguousarray(row, dtype=dtype).tobytes() for row in array)
+
+    def chunk(tag: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + tag + body
+                + struct.pack(">I", zlib.crc32(tag + body)))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, bit_depth, color_type, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw))
+            + chunk(b"IEND", b""))
+
+
+#: a 16-bit grey gradient over the whole range, 0 and 65535 included
+GRADIENT16 = np.round(np.linspace(0, 65535, 48)).astype(np.uint16).reshape(6, 8)
+
+
+def test_16bit_png_is_scaled_not_white(tmp_path):
+    (tmp_path / "g16.png").write_bytes(png_bytes(GRADIENT16, 16, 0))
+    assert Image.open(tmp_path / "g16.png").mode == "I;16"  # what PIL hands us
+    got = np.asarray(data.read_image(tmp_path / "g16.png"))
+    expected = np.round(GRADIENT16 / 257.0).astype(np.uint8)  # 65535 / 255 = 257
+    assert got.shape == (6, 8, 3) and got.dtype == np.uint8
+    for c in range(3):
+        np.testing.assert_array_equal(got[..., c], expected)
+    assert got.min() == 0 and got.max() == 255 and len(np.unique(got)) == 48
+    # the same through the torch dataset training and evaluation use
+    from torchvision.transforms import PILToTensor
+    x, _ = data.ImageDataset(tmp_path, ["g16.png"], None, PILToTensor(), num_labels=1)[0]
+    np.testing.assert_array_equal(x[0].numpy(), expected)
+
+
+def test_16bit_colour_grey_alpha_pgm_and_tiff(tmp_path):
+    expected = np.round(GRADIENT16 / 257.0)
+    rgb = np.stack([GRADIENT16, GRADIENT16[::-1], 65535 - GRADIENT16], axis=-1)
+    (tmp_path / "rgb16.png").write_bytes(png_bytes(rgb, 16, 2))
+    got = np.asarray(data.read_image(tmp_path / "rgb16.png")).astype(int)
+    assert np.abs(got - np.round(rgb / 257.0)).max() <= 1  # PIL keeps the high byte
+    ga = np.stack([GRADIENT16, np.full_like(GRADIENT16, 65535)], axis=-1)
+    (tmp_path / "ga16.png").write_bytes(png_bytes(ga, 16, 4))
+    got = np.asarray(data.read_image(tmp_path / "ga16.png")).astype(int)
+    assert np.abs(got[..., 0] - expected).max() <= 1
+    # 16-bit PGM, and a 12-bit one (maxval 4095): scaled from their own depth
+    header = b"P5\n8 6\n65535\n"
+    (tmp_path / "g16.pgm").write_bytes(header + GRADIENT16.astype(">u2").tobytes())
+    np.testing.assert_array_equal(np.asarray(data.read_image(tmp_path / "g16.pgm"))[..., 0],
+                                  expected)
+    g12 = GRADIENT16 >> 4
+    (tmp_path / "g12.pgm").write_bytes(b"P5\n8 6\n4095\n" + g12.astype(">u2").tobytes())
+    got = np.asarray(data.read_image(tmp_path / "g12.pgm"))[..., 0].astype(int)
+    assert np.abs(got - np.round(g12.astype(np.float64) * 255 / 4095)).max() <= 1
+    # TIFF: 16-bit integer, 32-bit float in [0, 1]
+    Image.fromarray(GRADIENT16).save(tmp_path / "g16.tiff")
+    np.testing.assert_array_equal(np.asarray(data.read_image(tmp_path / "g16.tiff"))[..., 0],
+                                  expected)
+    floats = (GRADIENT16 / 65535.0).astype(np.float32)
+    Image.fromarray(floats).save(tmp_path / "f.tiff")
+    np.testing.assert_array_equal(np.asarray(data.read_image(tmp_path / "f.tiff"))[..., 0],
+                                  np.round(floats.astype(np.float64) * 255))
+
+
+def test_modes_without_an_8bit_meaning_are_refused(tmp_path):
+    Image.fromarray(np.array([[0.0, 2.5]], dtype=np.float32)).save(tmp_path / "hdr.tiff")
+    with pytest.raises(DatasetError, match=r"hdr\.tiff: 32-bit float image \(mode F\) with "
+                                           r"values 0\.\.2\.5: only floats in \[0, 1\]"):
+        data.read_image(tmp_path / "hdr.tiff")
+    Image.fromarray(np.array([[0, 70000]], dtype=np.int32)).save(tmp_path / "i32.tiff")
+    with pytest.raises(DatasetError, match=r"i32\.tiff: 32-bit integer image .*only 8- and "
+                                           "16-bit images are read"):
+        data.read_image(tmp_path / "i32.tiff")
+
+
+def test_transparency_cmyk_bilevel_and_orientation(tmp_path):
+    # alpha is composited over white: round(c * a + 255 * (1 - a))
+    rgba = np.array([[[200, 100, 0, 255], [200, 100, 0, 0], [200, 100, 0, 128]]], np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    got = np.asarray(data.read_image(tmp_path / "rgba.png")).astype(int)
+    a = rgba[..., 3:] / 255
+    assert np.abs(got - np.round(rgba[..., :3] * a + 255 * (1 - a))).max() <= 1
+    assert got[0, 1].tolist() == [255, 255, 255]
+    la = np.array([[[40, 0], [40, 255]]], np.uint8)
+    Image.fromarray(la, "LA").save(tmp_path / "la.png")
+    assert np.asarray(data.read_image(tmp_path / "la.png"))[0].tolist() == [[255] * 3, [40] * 3]
+    # a palette with a transparent entry
+    pal = Image.new("P", (2, 1))
+    pal.putpalette([255, 0, 0, 0, 0, 255])
+    pal.putpixel((1, 0), 1)
+    pal.save(tmp_path / "p.png", transparency=1)
+    img = data.read_image(tmp_path / "p.png")
+    assert [img.getpixel((0, 0)), img.getpixel((1, 0))] == [(255, 0, 0), (255, 255, 255)]
+    # CMYK (lossless TIFF): cyan 0, magenta 255, yellow 255, black 0 is red
+    Image.new("CMYK", (2, 2), (0, 255, 255, 0)).save(tmp_path / "c.tiff")
+    assert data.read_image(tmp_path / "c.tiff").getpixel((1, 1)) == (255, 0, 0)
+    # 1-bit
+    Image.fromarray(np.array([[0, 1]], bool)).save(tmp_path / "b.png")
+    assert Image.open(tmp_path / "b.png").mode == "1"
+    assert np.asarray(data.read_image(tmp_path / "b.png"))[0, :, 0].tolist() == [0, 255]
+    # a camera photo stored sideways (EXIF orientation 6) comes out upright
+    photo = Image.new("RGB", (40, 20), (255, 0, 0))
+    photo.paste((0, 0, 255), (0, 0, 20, 20))  # left half blue
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo.save(tmp_path / "o.jpg", exif=exif, quality=95)
+    upright = data.read_image(tmp_path / "o.jpg")
+    assert upright.size == (20, 40)
+    top, bottom = upright.getpixel((10, 5)), upright.getpixel((10, 35))
+    assert top[2] > 200 > top[0] and bottom[0] > 200 > bottom[2]  # rotated 90 degrees cw
+
+
+@pytest.mark.parametrize("size", [(20000, 20000), (10000, 9000)])
+def test_decompression_bombs_are_refused_naming_the_file(tmp_path, size):
+    # the header claims a huge image (400 or 90 million pixels); the data is one pixel
+    (tmp_path / "bomb.png").write_bytes(png_bytes(np.zeros((1, 1), np.uint8), 8, 0, size))
+    n = size[0] * size[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no DecompressionBombWarning on the way
+        with pytest.raises(DatasetError, match=rf"bomb\.png: image too large to decode safely: "
+                                               rf".*{n:,} pixels, above PIL's limit of "
+                                               rf"{Image.MAX_IMAGE_PIXELS:,}"):
+            data.read_image(tmp_path / "bomb.png")
+    root = make_dataset(tmp_path / "ds")
+    (root / "images" / "s2.png").write_bytes((tmp_path / "bomb.png").read_bytes())
+    with pytest.raises(DatasetError, match=r"s2\.png: image listed in .*test\.json too large"):
+        data.load_dataset(root)
 
 
 def test_example_images_only_existing_files(tmp_path):
@@ -306,16 +527,23 @@ def test_corel5k_default_carve(corel_dir):
 
 def test_stats_cli_json(corel_dir, capsys):
     assert cli.main(["stats", str(corel_dir), "--json"]) == 0
-    _check_corel_stats(json.loads(capsys.readouterr().out))
+    printed = json.loads(capsys.readouterr().out)
+    _check_corel_stats(printed)
+    assert printed["images_checked"] is None  # annotations only: no images/ folder
     assert data.stats_main(["corel5k-annotations", "--json"]) == 0
     _check_corel_stats(json.loads(capsys.readouterr().out))
 
 
-def test_stats_cli_tables(corel_dir, capsys):
+def test_stats_cli_tables(corel_dir, tmp_path, capsys):
+    # without --out nothing is written (no results/ tables from a check)
     assert data.stats_main([str(corel_dir)]) == 0
     out = capsys.readouterr().out
     assert "4999" in out and "water" in out and "3.3965" in out
-    folder = paths.tables_dir() / "dataset" / corel_dir.name
+    assert "tables written" not in out and not paths.results_root().exists()
+    assert "images: not opened: no images folder" in out
+    folder = tmp_path / "tables"
+    assert data.stats_main([str(corel_dir), "--out", str(folder)]) == 0
+    assert "tables written" in capsys.readouterr().out
     counts = pd.read_csv(folder / "label_counts.csv")
     assert counts.iloc[0].tolist()[:4] == ["water", 1004, 116, 1120]
     assert counts["total"].sum() == 16979
@@ -327,7 +555,30 @@ def test_stats_cli_tables(corel_dir, capsys):
 
 
 def test_stats_cli_bad_folder(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exc:
+    assert cli.main(["stats", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    assert "missing: dataset folder not found" in err
+    with pytest.raises(DatasetError, match="dataset folder not found"):
         data.stats_main([str(tmp_path / "missing")])
-    assert exc.value.code == 1
-    assert "missing: dataset folder not found" in capsys.readouterr().err
+
+
+def test_stats_opens_every_image_unless_fast(tmp_path, capsys):
+    root = make_dataset(tmp_path / "ds", aug=[("t1_aug.png", ["sky"])])
+    assert cli.main(["stats", str(root), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["images_checked"] == len(TRAIN) + len(TEST) + 1
+    # truncated and missing images pass the annotation checks but not stats
+    full = (root / "images" / "t2.png").read_bytes()
+    (root / "images" / "t2.png").write_bytes(full[: len(full) // 2])
+    (root / "images" / "t1_aug.png").unlink()
+    assert data.load_dataset(root, check_images=False)
+    assert cli.main(["stats", str(root)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    err = captured.err.strip().splitlines()[-1]
+    assert err.startswith(f"error: {root / 'images'}: 2 of 13 image(s) cannot be used")
+    assert "t2.png: unreadable image" in err and "[train.json]" in err
+    assert "t1_aug.png: image file is missing" in err and "[train_aug.json]" in err
+    # --fast reads the annotation files only
+    assert cli.main(["stats", str(root), "--fast"]) == 0
+    assert "images: not opened (--fast)" in capsys.readouterr().out

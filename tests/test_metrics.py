@@ -14,13 +14,16 @@ from sklearn.metrics import (
     recall_score,
 )
 
+from lib import cli
 from lib.metrics import (
     METRIC_KEYS,
+    PredictionsError,
     annotation_metrics,
     evaluate_scores,
     mcc_curves,
     mcc_thresholds,
     mean_average_precision,
+    read_thresholds,
     score_main,
     topk_metrics,
 )
@@ -183,11 +186,25 @@ def test_score_command(dataset, tmp_path, capsys):
     assert json.loads(out.read_text()) == printed
 
 
+def _score(capsys, *args) -> tuple[int, str]:
+    """``python -m lib score ...`` in process: (exit code, the one stderr line)."""
+    code = cli.main(["score", *map(str, args)])
+    err = capsys.readouterr().err
+    assert err.count("\n") == (1 if code else 0), err  # one line per error
+    return code, err.strip()
+
+
 @pytest.mark.parametrize("case, message", [
     ("columns", "score columns do not match"),
     ("unknown", "1 unknown"),
     ("missing", "1 missing"),
-    ("text", "non-numeric"),
+    ("text", "non-numeric or empty scores at line 3 (image 'te1.jpeg'), column 'sun'"),
+    ("empty_cell", "non-numeric or empty scores at line 4 (image 'te2.jpeg'), column 'sky'"),
+    ("inf", "infinite scores at line 5 (image 'te3.jpeg'), column 'tree'"),
+    ("logits", "scores must be probabilities in [0, 1] (sigmoid outputs, not logits); 2 are "
+               "outside, from -2 to 3.5, at line 2 (image 'te0.jpeg'), column 'sea'; "
+               "line 3 (image 'te1.jpeg'), column 'sky'"),
+    ("duplicate", "duplicate image names ['te0.jpeg']"),
 ])
 def test_score_command_errors(dataset, tmp_path, capsys, case, message):
     names = [f"te{i}.jpeg" for i in range(4)]
@@ -201,7 +218,81 @@ def test_score_command_errors(dataset, tmp_path, capsys, case, message):
         names, scores = names[:3], scores[:3]
     elif case == "text":
         scores[1, 2] = "high"
+    elif case == "empty_cell":
+        scores[2, 0] = None
+    elif case == "inf":
+        scores[3, 3] = np.inf
+    elif case == "logits":
+        scores[0, 1], scores[1, 0] = -2.0, 3.5
+    elif case == "duplicate":
+        names[2] = "./te0.jpeg"  # the same image, written differently
     csv = _predictions(tmp_path / "bad.csv", names, scores, labels)
-    assert score_main([str(csv), "--data", str(dataset)]) == 2
-    err = capsys.readouterr().err
-    assert "bad.csv" in err and message in err
+    code, err = _score(capsys, csv, "--data", dataset)
+    assert code == 2 and err.startswith(f"error: {csv}: ") and message in err
+
+
+def test_score_accepts_spaced_headers_and_dotted_names(dataset, tmp_path, capsys):
+    names = [f"./te{i}.jpeg" for i in range(4)]
+    csv = _predictions(tmp_path / "p.csv", names, S, [f" {x} " for x in LABELS])
+    # the same numbers as with clean names and headers
+    clean = _predictions(tmp_path / "q.csv", [n[2:] for n in names], S)
+    out = tmp_path / "a.json"
+    assert score_main([str(clean), "--data", str(dataset), "--out", str(out)]) == 0
+    capsys.readouterr()
+    out2 = tmp_path / "b.json"
+    assert score_main([str(csv), "--data", str(dataset), "--out", str(out2)]) == 0
+    a, b = json.loads(out.read_text()), json.loads(out2.read_text())
+    assert a.pop("predictions") != b.pop("predictions") and a == b
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "the file is empty"),
+    (b"image_name,sky,sea,sun,tree\n", "no rows (a header only)"),
+    ("image_name,sky,sea,sun,tree\ncaf\xe9.jpeg,1,0,0,0\n".encode("latin-1"),
+     "not UTF-8 text (byte 0xe9 at position 31, line 2)"),
+    (b'image_name,sky\n"te0.jpeg,1\n', "malformed CSV"),
+])
+def test_score_unreadable_predictions(dataset, tmp_path, capsys, content, message):
+    csv = tmp_path / "bad.csv"
+    csv.write_bytes(content)
+    code, err = _score(capsys, csv, "--data", dataset)
+    assert code == 2 and err.startswith(f"error: {csv}: ") and message in err
+    code, err = _score(capsys, tmp_path / "none.csv", "--data", dataset)
+    assert (code, err) == (2, f"error: {tmp_path / 'none.csv'}: predictions file not found")
+
+
+@pytest.mark.parametrize("thresholds, message", [
+    ([0.3, "high", 0.3, 0.3], "threshold of 'sea' must be a number, got 'high'"),
+    ([0.3, 0.3, float("nan"), 0.3], "threshold of 'sun' must be a finite number, got nan"),
+    ([0.3, 0.3, 0.3, 1.5], "threshold of 'tree' must be in [0, 1], got 1.5"),
+    ([-0.1, 0.3, 0.3, 0.3], "threshold of 'sky' must be in [0, 1], got -0.1"),
+    ([True, 0.3, 0.3, 0.3], "threshold of 'sky' must be a number, got True"),
+    ([0.3, 0.3, 0.3], "not a thresholds file with 'labels' and 'thresholds' lists"),
+])
+def test_score_bad_thresholds(dataset, tmp_path, capsys, thresholds, message):
+    csv = _predictions(tmp_path / "p.csv", [f"te{i}.jpeg" for i in range(4)], S)
+    thr = tmp_path / "thresholds.json"
+    thr.write_text(json.dumps({"labels": LABELS, "thresholds": thresholds}))
+    code, err = _score(capsys, csv, "--data", dataset, "--thresholds", thr)
+    assert code == 2 and err.startswith(f"error: {thr}: ") and message in err
+
+
+def test_score_thresholds_label_checks(dataset, tmp_path, capsys):
+    csv = _predictions(tmp_path / "p.csv", [f"te{i}.jpeg" for i in range(4)], S)
+    thr = tmp_path / "thresholds.json"
+    for labels, message in [
+        ([*LABELS[:3], "sky"], "labels listed twice: ['sky']"),
+        ([*LABELS[:3], "ocean"], "no threshold for labels ['tree']"),
+    ]:
+        thr.write_text(json.dumps({"labels": labels, "thresholds": [0.3] * 4}))
+        code, err = _score(capsys, csv, "--data", dataset, "--thresholds", thr)
+        assert code == 2 and message in err
+    thr.write_text(json.dumps({"labels": [*LABELS, "ocean"], "thresholds": [0.3] * 5}))
+    code, err = _score(capsys, csv, "--data", dataset, "--thresholds", thr)
+    assert code == 2 and "thresholds for labels not in the vocabulary ['ocean']" in err
+    # spaces around labels are ignored, as in the vocabulary
+    thr.write_text(json.dumps({"labels": [f" {x}" for x in LABELS], "thresholds": [0.3] * 4}))
+    np.testing.assert_array_equal(read_thresholds(thr, LABELS), [0.3] * 4)
+    thr.write_text("{")
+    with pytest.raises(PredictionsError, match=r"thresholds\.json: malformed JSON"):
+        read_thresholds(thr, LABELS)

@@ -1,12 +1,19 @@
-"""lib.utils: atomic writes keep content and the usual file mode; records round-trip."""
+"""lib.utils: atomic writes keep content and the usual file mode, and a killed write leaves a
+temporary that clean_stale_temps recognises; file readers name the file; records round-trip."""
 
 import json
 import os
 import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 
-from lib import utils
+from lib import paths, utils
+from lib.errors import CorruptFileError
 
 
 def test_atomic_write_replaces_content_with_the_usual_mode(tmp_path):
@@ -43,3 +50,114 @@ def test_records_round_trip_through_a_notebook_file(tmp_path):
     path = tmp_path / "nb.ipynb"
     path.write_text(json.dumps(nb))
     assert utils.notebook_records(path) == {"f1": 0.5, "n": 3}
+
+
+# --------------------------------------------------------------------------- stale temporaries
+
+_KILLED_WRITER = """
+import sys, time
+from lib.utils import atomic_save
+
+def save(path):
+    path.write_bytes(b"x" * 100_000)  # a full-size file...
+    print(path.name, flush=True)
+    time.sleep(60)                     # ...and the process is killed before the rename
+
+atomic_save(sys.argv[1], save)
+"""
+
+
+def _killed_save(target) -> tuple[str, int]:
+    """Run an atomic save in a child process and SIGKILL it mid-save; the temp's name."""
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(target)],
+                             stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": str(paths.ROOT)})
+    try:
+        name = child.stdout.readline().strip()
+    finally:
+        child.kill()
+        child.wait()
+        child.stdout.close()
+    assert name, "the writer did not start"
+    return name, child.pid
+
+
+def test_a_killed_save_leaves_a_recognisable_temp_that_clean_stale_temps_removes(tmp_path):
+    target = tmp_path / "best.pt"
+    name, pid = _killed_save(target)
+    temp = tmp_path / name
+    assert not target.exists() and temp.stat().st_size == 100_000
+    assert name.startswith(f".best.pt.{pid}.") and name.endswith(".tmp.pt")
+    # a live writer's temp (this process) and other files are left alone
+    live = utils.temp_path_for(tmp_path / "history.csv")
+    (tmp_path / "notes.tmp").write_text("mine")
+    (tmp_path / ".hidden").write_text("mine")
+    assert utils.clean_stale_temps(tmp_path, "*.csv") == []  # pattern: the target's name
+    assert utils.clean_stale_temps(tmp_path) == [temp]
+    assert not temp.exists() and live.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [live.name, "notes.tmp", ".hidden"])
+    # an old temp goes even when its pid is alive (a reused pid, another machine)
+    old = time.time() - 25 * 3600
+    os.utime(live, (old, old))
+    legacy = tmp_path / ".metrics.json.abcd1234.tmp"  # earlier versions: no pid, age only
+    legacy.write_text("{")
+    assert utils.clean_stale_temps(tmp_path, max_age_hours=48) == []
+    os.utime(legacy, (old, old))
+    assert utils.clean_stale_temps(tmp_path) == sorted([legacy, live])
+    assert utils.clean_stale_temps(tmp_path / "missing") == []
+
+
+def test_atomic_temps_keep_the_suffix_for_savers_that_need_it(tmp_path):
+    np_target = tmp_path / "v.npy"
+    utils.atomic_save(np_target, lambda p: np.save(p, np.arange(3)))  # np.save adds .npy else
+    assert np.load(np_target).tolist() == [0, 1, 2]
+    assert [p.name for p in tmp_path.iterdir()] == ["v.npy"]
+
+
+# --------------------------------------------------------------------------- reading files
+
+
+def test_load_torch_names_a_truncated_or_missing_file(tmp_path):
+    import torch
+
+    path = tmp_path / "best.pt"
+    torch.save({"w": torch.arange(1000.0)}, path)
+    assert utils.load_torch(path)["w"].sum().item() == sum(range(1000))
+    full = path.read_bytes()
+    for cut in (len(full) // 2, 10, 0):
+        path.write_bytes(full[:cut])
+        with pytest.raises(CorruptFileError, match=rf"best\.pt: truncated or not a torch file "
+                                                   rf"\({cut} bytes;.*delete it"):
+            utils.load_torch(path)
+    with pytest.raises(FileNotFoundError, match=r"file not found: .*gone\.pt"):
+        utils.load_torch(tmp_path / "gone.pt")
+    with pytest.raises(CorruptFileError, match="is a folder"):
+        utils.load_torch(tmp_path)
+    # a pickle of arbitrary objects is refused by weights_only loading, naming the file
+    torch.save({"f": Path("x")}, path)
+    with pytest.raises(CorruptFileError, match=r"best\.pt: holds objects that safe "
+                                               r"\(weights_only\) loading refuses"):
+        utils.load_torch(path)
+
+
+def test_read_text_json_yaml_name_the_file(tmp_path):
+    path = tmp_path / "a.json"
+    path.write_bytes(b'{"x":\n "caf\xe9"}')
+    with pytest.raises(CorruptFileError, match=r"a\.json: not UTF-8 text \(byte 0xe9 at "
+                                               r"position 11, line 2\)"):
+        utils.read_json(path)
+    path.write_bytes(b"\xef\xbb\xbf" + '{"x": "café"}'.encode())
+    assert utils.read_json(path) == {"x": "café"}
+    path.write_text('{"x": }')
+    with pytest.raises(CorruptFileError, match=r"a\.json: malformed JSON \(Expecting value: "
+                                               r"line 1 column 7"):
+        utils.read_json(path)
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        utils.read_json(tmp_path / "missing.json")
+    yml = tmp_path / "p.yaml"
+    yml.write_text("a: 1\nb: [2\nc: 3\n")
+    with pytest.raises(CorruptFileError, match=r"p\.yaml: malformed YAML at line \d+, column "):
+        utils.read_yaml(yml)
+    yml.write_text("a: 1\n")
+    assert utils.read_yaml(yml) == {"a": 1}
