@@ -13,11 +13,11 @@ that cache through the real code path, on data of the right shape:
    ``<stem>_aug_rot_90.jpeg``, made from the stand-in the way the ML-WGAN's inputs and outputs
    are shaped (``lib.wgan.preprocess``: 128x192; ``lib.wgan.fake_variants``: as is, flipped,
    rotated to 192x128), and ``train_aug.json`` with ``lib.wgan.write_train_aug``;
-3. builds the decode caches as the trainer does (``lib.training.image_cache`` on
+3. builds the decode caches as the trainer does (``lib.images.image_cache`` on
    ``lib.data.load_dataset``; train + train_aug, then test): under a temporary
    ``AIA_DATA_DIR``, so nothing lands in ``data/``;
 4. reads the memory-mapped training cache through one shuffled epoch of batch-32 fetches
-   (``lib.training.CachedImages.__getitems__``, as the DataLoader does).
+   (``lib.images.CachedImages.__getitems__``, as the DataLoader does).
 
 Measured: cache size on disk, build time, and the process's resident memory, peak over each
 step: ``VmRSS`` (all resident pages) split into ``RssAnon`` (private memory) and ``RssFile``
@@ -174,7 +174,7 @@ def folder_bytes(path: Path) -> tuple[int, int]:
 
 def run(annotations: Path, work: Path, size: int, val_fraction: float, batch: int,
         limit: int | None, seed: int = 0) -> dict[str, Any]:
-    from lib import standin, training
+    from lib import images, standin
     from lib.data import load_dataset
 
     os.environ["AIA_DATA_DIR"] = str(work / "data")  # the caches go under the work folder
@@ -196,8 +196,8 @@ def run(annotations: Path, work: Path, size: int, val_fraction: float, batch: in
     names = list(ds.splits["train"].names) + list(ds.splits["train_aug"].names)
     targets = np.concatenate([ds.splits["train"].targets, ds.splits["train_aug"].targets])
     with Step(f"train + train_aug cache, {len(names)} images at {size} px "
-              "(lib.training.image_cache)") as step:
-        train_cache = training.image_cache(ds, "train+train_aug", names, size)
+              "(lib.images.image_cache)") as step:
+        train_cache = images.image_cache(ds, "train+train_aug", names, size)
     cache_file = Path(train_cache.filename)
     steps["train_cache_build"] = step.result(
         images=len(names), real=len(ds.splits["train"]), fakes=len(ds.splits["train_aug"]),
@@ -206,13 +206,13 @@ def run(annotations: Path, work: Path, size: int, val_fraction: float, batch: in
 
     eval_splits = [s for s in ("val", "test") if len(ds.splits[s])]
     with Step(f"eval caches ({', '.join(eval_splits)})") as step:
-        eval_images = {s: len(training.image_cache(ds, s, list(ds.splits[s].names), size))
+        eval_images = {s: len(images.image_cache(ds, s, list(ds.splits[s].names), size))
                        for s in eval_splits}
     steps["eval_cache_build"] = step.result(images=eval_images)
 
     del train_cache  # read back as the trainer does: a fresh memory map
-    images = np.load(cache_file, mmap_mode="r")
-    dataset = training.CachedImages(images, targets)
+    cached = np.load(cache_file, mmap_mode="r")
+    dataset = images.CachedImages(cached, targets)
     order = np.random.default_rng(seed).permutation(len(dataset))
     with Step(f"one epoch of batch-{batch} fetches from the memory-mapped cache") as step:
         checksum = 0

@@ -26,10 +26,12 @@ import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from lib.errors import SettingsError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(SettingsError):
     """A setting that is unknown, of the wrong type or out of range; names the setting."""
 
 

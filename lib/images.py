@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from lib import paths
-from lib.utils import atomic_save
+from lib.utils import atomic_save, clean_stale_temps
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,7 @@ def image_cache(dataset, split: str, names: Sequence[str], size: int) -> np.ndar
     path = folder / f"{prefix}{key}.npy"
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
+        clean_stale_temps(folder, "*.npy")
         for old in folder.glob(f"{prefix}*.npy"):
             log.info("image cache %s is out of date (images changed): removed", old.name)
             old.unlink(missing_ok=True)

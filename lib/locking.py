@@ -14,8 +14,10 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from lib.errors import AIAError
 
-class LockedError(RuntimeError):
+
+class LockedError(AIAError):
     """Another process holds the lock; the message names the folder and that process."""
 
 

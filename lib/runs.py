@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from lib import paths
+from lib.errors import AIAError
 from lib.utils import atomic_save, atomic_write_json
 
 #: files a training run writes (anything else in the folder is not the run's)
@@ -42,7 +43,7 @@ METRIC_KEYS = (
 )
 
 
-class RunError(ValueError):
+class RunError(AIAError):
     """A run folder that is missing, incomplete or malformed; names the file."""
 
 
@@ -56,23 +57,11 @@ def _read_json(path: Path) -> Any:
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """``torch.load`` of a checkpoint with ``weights_only=True`` (no code runs from the file);
-    a truncated or foreign file is a :class:`RunError` naming it."""
-    import pickle
-    import zipfile
+    """A checkpoint of the run folder, loaded with ``weights_only=True`` (no code runs from
+    the file); a truncated or foreign file is an error naming it (lib.utils.load_torch)."""
+    from lib.utils import load_torch
 
-    import torch
-
-    path = Path(path)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise RunError(f"{path}: missing") from None
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile,
-            ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RunError(f"{path}: not a readable checkpoint (truncated or corrupt: {first})"
-                       ) from None
+    return load_torch(path)
 
 
 class RunFolder:

@@ -40,7 +40,13 @@ from lib.inference import Scorer, build_annotator
 from lib.locking import file_lock
 from lib.runs import RunError, RunFolder, load_checkpoint
 from lib.training import RESUME_FREE, TrainConfig
-from lib.utils import atomic_save, git_commit, library_versions, seed_everything
+from lib.utils import (
+    atomic_save,
+    clean_stale_temps,
+    git_commit,
+    library_versions,
+    seed_everything,
+)
 
 log = logging.getLogger(__name__)
 
@@ -303,6 +309,8 @@ class Trainer:
         is there to continue. Refuses files the run did not write, and another
         configuration unless ``overwrite``."""
         folder = self.folder
+        if folder.path.is_dir():
+            clean_stale_temps(folder.path)
         foreign = folder.foreign_files()
         if foreign:
             shown = ", ".join(p.name for p in foreign[:5])

@@ -575,7 +575,7 @@ def test_a_failed_conversion_leaves_nothing_behind(tmp_path):
     with pytest.raises(ConvertError, match="b.jpg: cannot copy the image"):
         convert.write_dataset(conv, tmp_path / "out", copy=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
-    conv.splits["test"] = []
+    conv.splits["test"] = [convert.Sample("b.jpg", [], _jpeg(tmp_path / "src" / "b.jpg", 1))]
     assert convert.write_dataset(conv, tmp_path / "out", copy=True) == tmp_path / "out"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "src"]
     dup = convert.Conversion("voc", ["dog"], {"train": [convert.Sample("a.jpg", [])],

@@ -293,7 +293,7 @@ def test_embed_cli_writes_the_cache_and_prints_coverage(corel_dir, capsys):
     reference = _parse_glove(glove)
     np.testing.assert_allclose(vectors[0], reference[_corel_vocabulary(corel_dir)[0]], atol=1e-7)
 
-    assert main(["embed", str(corel_dir), "--source", str(corel_dir / "nope.txt")]) == 1
+    assert main(["embed", str(corel_dir), "--source", str(corel_dir / "nope.txt")]) == 2
     assert "nope.txt" in capsys.readouterr().err
 
 
