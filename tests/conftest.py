@@ -9,7 +9,8 @@ import pytest
 
 from lib import paths
 
-COREL = paths.SHARED_COREL5K
+#: the real Corel-5k annotation files: $AIA_COREL5K_ANNOTATIONS, default ../shared/corel5k
+COREL = Path(os.environ.get("AIA_COREL5K_ANNOTATIONS", paths.SHARED_COREL5K))
 
 
 @pytest.fixture(autouse=True)
