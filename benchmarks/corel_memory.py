@@ -182,13 +182,14 @@ def run(annotations: Path, work: Path, size: int, val_fraction: float, batch: in
     steps: dict[str, Any] = {}
 
     with Step("stand-in images (lib.standin)") as step:
-        standin.generate_standin(annotations, dataset_root, seed=seed, limit=limit)
+        standin.generate_standin(annotations, dataset_root, seed=seed, limit=limit,
+                                 progress=sys.stderr.isatty())
     n_images = sum(1 for _ in (dataset_root / "images").iterdir())
     steps["standin"] = step.result(images=n_images,
                                    images_per_s=round(n_images / step.seconds, 1))
 
     with Step("placeholder fakes (benchmark only)") as step:
-        placeholder_fakes(dataset_root)
+        placeholder_fakes(dataset_root, progress=sys.stderr.isatty())
     n_fakes = sum(1 for _ in (dataset_root / "images").iterdir()) - n_images
     steps["fakes"] = step.result(images=n_fakes)
 
@@ -261,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "benchmark": "Corel-5k-scale training image cache on stand-in data: disk, build time, "
                      "resident memory (build and one epoch of batch fetches)",
-        "annotations": str(args.annotations), "size": args.size,
+        "annotations": os.path.relpath(args.annotations, ROOT), "size": args.size,
         "val_fraction": args.val_fraction, "limit": args.limit,
         "free_disk_before_gb": _gb(free), "disk_needed_gb": _gb(need),
         "cpu_count": os.cpu_count(), "machine": platform.platform(),
@@ -270,9 +271,11 @@ def main(argv: list[str] | None = None) -> int:
         "commit": git_commit(), "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     out = bench_dir() / "corel_memory.json"
-    print(f"free disk {_gb(free)} GB at {base}, needed about {_gb(need)} GB", flush=True)
+    print(f"free disk {_gb(free)} GB where the work folder goes, needed about {_gb(need)} GB",
+          flush=True)
     if free < need:
-        result["skipped"] = f"not enough free disk at {base}: {_gb(free)} GB < {_gb(need)} GB"
+        result["skipped"] = (f"not enough free disk where the work folder goes: {_gb(free)} GB "
+                             f"< {_gb(need)} GB")
         print(result["skipped"])
         atomic_write_json(out, result)
         return 0
@@ -313,4 +316,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    if not sys.stderr.isatty():  # a log file (make bench): no progress bars in it
+        os.environ.setdefault("TQDM_DISABLE", "1")
     raise SystemExit(main())

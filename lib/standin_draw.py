@@ -59,7 +59,7 @@ from lib.synth import (
 Color = tuple[int, int, int]
 
 #: half the side of the square drawing canvas (``Canvas`` draws at twice this)
-CANVAS_SIZE = 192
+CANVAS_SIZE = 128
 
 _OBJECTS = (
     "sky", "sun", "moon", "stars", "clouds", "plane", "bird", "water", "sea", "lake", "river",
@@ -364,7 +364,8 @@ def draw_scene(c: Canvas, objects: set[str]) -> None:
         for k, kind in enumerate(grounds):
             tops[kind] = horizon if k == 0 else int(horizon + (s - horizon) * (k + c.u(-0.3, 0.3))
                                                     / n)
-            _band(c, kind, tops[kind])
+            # a band at the top edge starts above it: its wobbly edge leaves no gap
+            _band(c, kind, tops[kind] if tops[kind] > 0 else -s // 10)
     elif underwater:
         floor = c.px(0.8, 0.95)
         c.band(floor, floor + c.px(-0.05, 0.05), c.col((190, 175, 130), 20), wobble=0.02)
@@ -439,7 +440,13 @@ def render(rng: np.random.Generator, objects: set[str], marks: Sequence[Mark],
     draw_marks(c, marks)
     img = c.img.resize(size, Image.Resampling.BOX)
     arr = np.asarray(img, dtype=np.float32)
-    mean = arr.mean()
-    arr = (arr - mean) * rng.uniform(0.85, 1.15) + mean * rng.uniform(0.85, 1.1)
-    arr = arr + rng.normal(0, 5, size=3) + rng.normal(0, rng.uniform(2, 5), size=arr.shape)
-    return Image.fromarray(np.clip(arr, 0, 255).round().astype(np.uint8), "RGB")
+    mean = float(arr.mean())
+    contrast, exposure = rng.uniform(0.85, 1.15), rng.uniform(0.85, 1.1)
+    cast = rng.normal(0, 5, size=3).astype(np.float32)
+    sigma = np.float32(rng.uniform(2, 5))
+    arr = (arr - mean) * np.float32(contrast) + np.float32(mean * exposure) + cast
+    # sensor noise: uniform with standard deviation sigma (four times cheaper than normal)
+    noise = rng.random(arr.shape, dtype=np.float32) - np.float32(0.5)
+    arr += noise * (sigma * np.float32(12**0.5))
+    np.rint(arr, out=arr)
+    return Image.fromarray(np.clip(arr, 0, 255, out=arr).astype(np.uint8), "RGB")
