@@ -238,6 +238,8 @@ class Trainer:
 
     def run_config(self) -> dict[str, Any]:
         """Everything that goes into config.json."""
+        from lib import standin
+
         return {
             **self.cfg,
             "run_name": self.config.resolved_run_name(),
@@ -245,7 +247,7 @@ class Trainer:
             "data": paths.portable(self.root),
             "dataset": paths.portable(self.root),
             "dataset_name": self.root.name,
-            "standin": (self.root / "standin.json").is_file(),
+            "standin": standin.is_standin(self.root),
             "leaky": self.config.leaky,
             "selection_split": self.config.selection_split,
             "tuning_split": self.config.tuning_split,
