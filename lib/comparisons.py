@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lib import graph, models, paths
+from lib import embeddings, graph, paths
 from lib.runs import RunFolder
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ GRAPH_FREE_HEADS = ("linear", "gcn-identity")
 VECTOR_FREE_HEADS = ("linear",)
 #: heads that are ablations of the graph, not candidates of the main table
 ABLATION_HEADS = ("gcn-identity",)
-#: label-vector sources that are not word embeddings (the "random vectors" ablation)
+#: kinds of label-vector source (lib.embeddings.source_kind) that are not word embeddings
 NON_GLOVE_EMBEDDINGS = ("random", "onehot")
 GLOVE = "glove"
 BASELINE_ADJACENCY = graph.RECIPES[0]
@@ -60,8 +60,7 @@ class ComparisonError(ValueError):
 
 def embedding_kind(source: Any) -> str:
     """``glove`` for word vectors, else the ablation source (``random``, ``onehot``)."""
-    text = str(source or "").lower()
-    kind = text.split("-")[0]
+    kind = embeddings.source_kind(str(source or ""))
     return kind if kind in NON_GLOVE_EMBEDDINGS else GLOVE
 
 
@@ -142,7 +141,7 @@ class Configuration:
             return None
         info = self.config.get("augmentation")
         if not isinstance(info, dict) or "images" not in info:
-            return "augmented (count not recorded)"
+            return "count of augmented images not recorded"
         return f"{info['images']} of {info.get('of', '?')} training images"
 
 
@@ -173,6 +172,8 @@ def configurations(runs: Iterable[RunFolder]) -> list[Configuration]:
 def head_baselines(head: str) -> tuple[str, ...]:
     if head in HEAD_BASELINES:
         return HEAD_BASELINES[head]
+    from lib import models  # torch and timm: imported only for a head not listed here
+
     if head not in models.HEADS:
         log.warning("head %r is not in lib.models.HEADS %s; compared with %s", head,
                     models.HEADS, DEFAULT_HEAD_BASELINES)

@@ -103,7 +103,7 @@ def augmentation_text(run: RunFolder) -> str:
         return "not augmented"
     info = run.config.get("augmentation")
     if not isinstance(info, dict) or "images" not in info:
-        return "augmented (count not recorded)"
+        return "augmented (count of augmented images not recorded)"
     return f"{info['images']} of {info.get('of', '?')} training images augmented"
 
 

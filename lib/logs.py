@@ -27,9 +27,12 @@ def cli_logging(level: int = logging.INFO) -> Iterator[None]:
         logger.setLevel(old_level)
 
 
+_PREFIXED = ("error:", "warning:", "FAILED")
+
+
 class _Plain(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         text = record.getMessage()
-        if record.levelno >= logging.WARNING and not text.startswith(("error:", "warning:")):
+        if record.levelno >= logging.WARNING and not text.startswith(_PREFIXED):
             text = f"{record.levelname.lower()}: {text}"
         return text

@@ -88,13 +88,23 @@ def execute(job: Job, executed: Path, cwd: Path, timeout: int | None = None) -> 
 
 def tidy_executed(notebook: Path, final: Path) -> None:
     """Make an executed copy fit to keep: consecutive stream outputs merged and carriage
-    returns resolved (a progress bar is stored as its last state, not as every refresh), and
-    papermill's record of the input and output paths made portable."""
+    returns resolved (a progress bar is stored as its last state, not as every refresh),
+    paths under the checkout that outputs print made relative (a library warning names its
+    source file), and papermill's record of the input and output paths made portable."""
     import nbformat
     from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 
     nb = nbformat.read(notebook, as_version=4)
     nb, _ = CoalesceStreamsPreprocessor().preprocess(nb, {})
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if "text" in output:
+                output["text"] = render.relative_to_repo(output["text"])
+            if "traceback" in output:
+                output["traceback"] = [render.relative_to_repo(t) for t in output["traceback"]]
+            if "text/plain" in output.get("data", {}):
+                output["data"]["text/plain"] = render.relative_to_repo(
+                    output["data"]["text/plain"])
     record = nb.metadata.get("papermill", {})
     if "input_path" in record:
         record["input_path"] = paths.portable(record["input_path"])

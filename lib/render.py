@@ -44,9 +44,11 @@ th {{ background: #f3f3f3; }} td:nth-child(-n+3) {{ text-align: left; }}
 
 
 def relative_to_repo(text: str) -> str:
-    """``text`` with this checkout's absolute path removed from paths under it."""
-    root = str(paths.ROOT)
-    return text.replace(root + os.sep, "").replace(root, ".")
+    """``text`` with this checkout's absolute path removed from the paths under it
+    (``<root>/lib/x.py`` -> ``lib/x.py``, ``<root>`` alone -> ``.``); a sibling folder whose
+    name merely starts like the checkout's is left alone."""
+    pattern = re.escape(str(paths.ROOT)) + r"(?:" + re.escape(os.sep) + r"|(?![\w.-]))"
+    return re.sub(pattern, lambda m: "" if m.group(0).endswith(os.sep) else ".", text)
 
 
 def render_notebook_html(executed: Path, out: Path) -> Path:

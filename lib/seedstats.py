@@ -18,7 +18,10 @@ import numpy as np
 from scipy import stats
 
 CONFIDENCE = 0.95
-#: the decision rule, as the tables' captions state it
+#: how a spread over seeds is shown, as the main table's caption states it
+SPREAD = ("each cell is the mean ± the sample standard deviation over the seeds the seeds "
+          "column counts; with one seed, the mean alone")
+#: the decision rule, as the ablation table's caption states it
 RULE = ("± is the sample standard deviation over seeds; a difference (Δ) pairs runs with the "
         "same seed and counts as real only when the two-sided 95 % paired t-interval of its "
         "mean (t quantile with n - 1 degrees of freedom) excludes 0; cells marked (≈ 0) are "

@@ -112,8 +112,9 @@ def is_corel5k(confs: Sequence[Configuration]) -> bool:
 
 
 def _order(conf: Configuration) -> tuple:
-    heads = comparisons.HEAD_ORDER
-    losses = ("bce", "focal", "asl")
+    from lib.losses import LOSSES  # imports torch: only when a table is built
+
+    heads, losses = comparisons.HEAD_ORDER, tuple(LOSSES)
     return (losses.index(conf.loss) if conf.loss in losses else len(losses), conf.loss,
             heads.index(conf.head) if conf.head in heads else len(heads), conf.head, conf.name)
 
@@ -313,7 +314,8 @@ class Stamp:
 
 def caption(stamp: Stamp, table: pd.DataFrame) -> list[str]:
     """The sentences under a table's title: the rule, and the notes that apply."""
-    notes = [seedstats.RULE[0].upper() + seedstats.RULE[1:] + "."]
+    rule = seedstats.SPREAD if stamp.table == "main" else seedstats.RULE
+    notes = [rule[0].upper() + rule[1:] + "."]
     if "leaky" in table and table["leaky"].astype(bool).any():
         notes.append(LEAKY_NOTE)
     if stamp.standin:

@@ -26,7 +26,8 @@ STANDINS = {
     "03_wgan_augmentation": (
         "dataset = 'scenes'\nseed = 0\npreset = 'default'\noverrides = {}\nn_show = 4",
         f"import json, pathlib\nroot = {ROOTED}\n"
-        "(root / 'train_aug.json').write_text(json.dumps({'labels': [], 'samples': [],"
+        "labels = json.loads((root / 'train.json').read_text())['labels']\n"
+        "(root / 'train_aug.json').write_text(json.dumps({'labels': labels, 'samples': [],"
         " 'overrides': overrides, 'seed': seed}))"),
     "04_training": (
         "run_name = 'gcn-asl'\ndataset = 'scenes'\nseeds = [0]\npreset = 'default'\n"

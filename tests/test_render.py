@@ -46,8 +46,16 @@ def test_reports_hold_no_absolute_path_of_the_checkout(tmp_path):
     assert "href='../tables/main.csv'" in text
     main = pages[0].read_text()
     assert "0.510 ± 0.014" in main                       # gcn-asl, seeds 0 and 1
-    assert "paired t-interval" in main and "data:image/png;base64" in main
+    assert "sample standard deviation" in main and "data:image/png;base64" in main
+    assert "paired t-interval" in pages[1].read_text()
     assert "+0.035 ± 0.021 (≈ 0)" in pages[1].read_text()   # GCN - linear: +0.02, +0.05
+
+
+def test_relative_to_repo():
+    root = str(paths.ROOT)
+    assert render.relative_to_repo(f"{root}/lib/x.py:3: W; cwd {root} ok") == \
+        "lib/x.py:3: W; cwd . ok"
+    assert render.relative_to_repo(f"{root}-other/y") == f"{root}-other/y"
 
 
 def test_notebook_pages_share_one_stylesheet(tmp_path):

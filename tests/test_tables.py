@@ -104,7 +104,7 @@ def test_main_table_mean_and_sample_std(runs_dir, tmp_path):
     assert f"| gcn-asl | asl | GCN | 0.5 | 3 | 0.540 ± {math.sqrt(0.0026 / 2):.3f} |" in md
     assert "| 53.0 ± 3.6 |" in md                      # N+ with one decimal
     assert "| gcn-bce | bce | GCN | 0.5 | 1 | 0.410 | 0.390 | 0.400 |" in md
-    assert "paired t-interval" in md                   # the rule in the caption
+    assert "mean ± the sample standard deviation" in md   # the caption says what ± is
     assert (out / "main_per_class_f1.png").stat().st_size > 1000
 
 
@@ -171,6 +171,7 @@ def test_ablation_markdown_marks(runs_dir, tmp_path):
     d = np.subtract(RESIDUAL, GCN)
     assert f"| {d.mean():+.3f} ± {d.std(ddof=1):.3f} |" in md
     assert "+0.030 (1 seed: no claim)" in md                     # augmented, seed 0 only
+    assert "paired t-interval of its mean (t quantile with n - 1" in md   # the rule
     assert "with WGAN augmentation (16 of 1500 training images)" in md
     assert "| gcn-asl-long | None |" not in md and tables.NO_BASELINE in md
 
