@@ -303,3 +303,21 @@ def test_seed_statistics_by_hand_and_against_scipy():
         "+0.100 (1 seed: no claim)"
     with pytest.raises(ValueError, match="different lengths"):
         seedstats.paired_difference([1, 2], [1])
+
+
+def test_tables_cli_reads_the_sets_results_folder(runs_dir, tmp_path, monkeypatch, caplog,
+                                                 capsys):
+    import shutil
+
+    import yaml
+
+    monkeypatch.setenv("AIA_RESULTS_DIR", str(tmp_path / "res"))
+    params = tmp_path / "mine.yaml"
+    params.write_text(yaml.safe_dump({"runs": {"gcn-asl": {}, "linear-asl": {}}}))
+    assert tables.tables_main(["--params", str(params)]) == 1
+    assert "res/mine/runs: none of the runs of parameter set 'mine'" in caplog.text
+    shutil.copytree(runs_dir, tmp_path / "res" / "mine" / "runs")
+    assert tables.tables_main(["--params", str(params)]) == 0
+    main = pd.read_csv(tmp_path / "res" / "mine" / "tables" / "main.csv")
+    assert set(main["run"]) == {"gcn-asl", "linear-asl"}
+    assert "main.csv" in capsys.readouterr().out
