@@ -135,14 +135,19 @@ class Configuration:
         return str(self.config.get("loss", ""))
 
     def augmentation(self) -> str | None:
-        """``"16 of 1500 training images"`` for an augmented configuration (config.json
-        ``augmentation``), ``None`` when not augmented."""
-        if not self.dims["augmented"]:
-            return None
-        info = self.config.get("augmentation")
-        if not isinstance(info, dict) or "images" not in info:
-            return "count of augmented images not recorded"
-        return f"{info['images']} of {info.get('of', '?')} training images"
+        """:func:`augmentation_text` of the configuration."""
+        return augmentation_text(self.config)
+
+
+def augmentation_text(config: dict[str, Any]) -> str | None:
+    """``"16 of 1500 training images"`` for an augmented run (config.json ``augmentation``:
+    how many source images have fakes, of how many), ``None`` when not augmented."""
+    if not config.get("augmented"):
+        return None
+    info = config.get("augmentation")
+    if not isinstance(info, dict) or "images" not in info:
+        return "count of augmented images not recorded"
+    return f"{info['images']} of {info.get('of', '?')} training images"
 
 
 def configurations(runs: Iterable[RunFolder]) -> list[Configuration]:

@@ -99,12 +99,10 @@ def run_dataset(run: str | os.PathLike | RunFolder):
 
 def augmentation_text(run: RunFolder) -> str:
     """How many training images were augmented (config.json ``augmentation``)."""
-    if not run.config.get("augmented"):
-        return "not augmented"
-    info = run.config.get("augmentation")
-    if not isinstance(info, dict) or "images" not in info:
-        return "augmented (count of augmented images not recorded)"
-    return f"{info['images']} of {info.get('of', '?')} training images augmented"
+    from lib.comparisons import augmentation_text as text
+
+    found = text(run.config)
+    return "not augmented" if found is None else f"augmented: {found}"
 
 
 def load_results(run: str | os.PathLike | RunFolder, split: str = "test",

@@ -156,3 +156,13 @@ def test_training_tables_read_the_run_folder(run, tmp_path):
     assert not table["leaky"].any()
     with pytest.raises(RunError, match=r"history\.csv: missing"):
         training_plots.read_history(tmp_path)
+
+
+def test_augmentation_is_stated(run):
+    from lib.runs import RunFolder
+
+    folder = RunFolder(run[0])
+    assert evaluation.augmentation_text(folder) == "not augmented"
+    folder.write_config({**folder.config, "augmented": True,
+                         "augmentation": {"images": 16, "of": 1500, "select": "first"}})
+    assert evaluation.augmentation_text(folder) == "augmented: 16 of 1500 training images"
