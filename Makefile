@@ -11,8 +11,9 @@ STAMP   := $(VENV)/.installed
 PARAMS  ?= default
 # dataset folder; empty = the parameter set's own (data/scenes, drawn when missing)
 DATA    ?=
-# results folder; empty = results/
+# results folder; empty = results/$(PARAMS)/ (each parameter set has its own)
 RESULTS ?=
+RESULTS_DIR = $(if $(RESULTS),$(RESULTS),results/$(PARAMS))
 SEED    ?= 0
 # Corel-5k on Kaggle (https://www.kaggle.com/datasets/parhamsalar/corel5k)
 KAGGLE_COREL5K ?= parhamsalar/corel5k
@@ -54,18 +55,18 @@ format: $(STAMP) ## ruff format + fix imports
 data: $(STAMP) ## draw the embedded scenes dataset into data/scenes
 	$(PY) -m lib synth data/scenes --seed $(SEED)
 
-reproduce: $(STAMP) ## run every notebook (papermill), tables, HTML reports; redoes only what changed
+reproduce: $(STAMP) ## run every notebook (papermill), tables, HTML reports into results/$(PARAMS)/; redoes only what changed
 	$(PY) -m lib reproduce $(REPRODUCE_ARGS)
 
 reproduce-dry: $(STAMP) ## say what `make reproduce` would run, and why
 	$(PY) -m lib reproduce $(REPRODUCE_ARGS) --dry-run
 
-tables: $(STAMP) ## rebuild results/tables from the run folders alone
-	$(PY) -m lib tables --params $(PARAMS) $(if $(RESULTS),--runs $(RESULTS)/runs --out $(RESULTS)/tables)
+tables: $(STAMP) ## rebuild results/$(PARAMS)/tables from the run folders alone
+	$(PY) -m lib tables --params $(PARAMS) --runs $(RESULTS_DIR)/runs --out $(RESULTS_DIR)/tables
 
-readme-results: $(STAMP) ## write the main and ablation tables into README.md's results block
+readme-results: $(STAMP) ## write the tables and one sentence per comparison into README.md's results block
 	$(PY) -m lib tables --params $(PARAMS) --readme README.md \
-		$(if $(RESULTS),--runs $(RESULTS)/runs --out $(RESULTS)/tables)
+		--runs $(RESULTS_DIR)/runs --out $(RESULTS_DIR)/tables
 
 bench: $(STAMP) ## run benchmarks/*.py and write results/benchmarks.md (long: includes a full reproduce)
 	@mkdir -p $(BENCH_DIR)
@@ -97,9 +98,10 @@ corel5k: ## fetch Corel-5k from Kaggle into data/corel5k (needs the kaggle CLI +
 		exit 1; \
 	fi
 
-lab: $(STAMP) ## open the notebooks in JupyterLab
+lab: $(STAMP) ## open the notebooks in JupyterLab (draws the dataset first when missing)
 	$(PY) -m pip install --quiet -e '.[dev,lab]'
-	$(VENV)/bin/jupyter lab notebooks/
+	$(PY) -m lib reproduce --params $(PARAMS) $(if $(DATA),--data $(DATA)) --prepare
+	AIA_RESULTS_DIR=$(abspath $(RESULTS_DIR)) $(VENV)/bin/jupyter lab notebooks/
 
-clean: ## remove generated results (keeps data/ and .venv)
-	rm -rf results/executed results/reports results/runs results/.stamps
+clean: ## remove the generated results of results/$(PARAMS)/ (keeps data/ and .venv)
+	rm -rf $(RESULTS_DIR)/executed $(RESULTS_DIR)/reports $(RESULTS_DIR)/runs $(RESULTS_DIR)/.stamps

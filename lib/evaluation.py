@@ -1,14 +1,14 @@
 """Reading a run folder for analysis (notebooks 05 and 06): scores, ground truth, tables,
 and the label vectors before and after the GCN.
 
-A run is named (a folder under :func:`lib.paths.runs_dir`) or given by its path. The
-test split's scores come from ``predictions.csv`` and its numbers from ``metrics.json``;
-another split is predicted with the run's best model.
+A run is given by the path of its folder, or by configuration name and seed (the folder
+``runs/<name>/seed-<n>/`` under :func:`lib.paths.runs_dir`); every read goes through
+:class:`lib.runs.RunFolder`. The test split's scores come from ``predictions.csv`` and its
+numbers from ``metrics.json``; another split is predicted with the run's best model.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,33 +19,48 @@ import pandas as pd
 from sklearn.metrics import average_precision_score
 
 from lib import metrics, paths
+from lib.runs import METRIC_BLOCKS, METRIC_KEYS, RunError, RunFolder
+from lib.stages import SEED_FOLDER
 
-SETTINGS = {"at_0.5": "threshold 0.5", "mcc": "MCC thresholds", "top5": "top-5",
-            "top3": "top-3"}
-METRIC_NAMES = {
-    "per_class_precision": "per-class P", "per_class_recall": "per-class R",
-    "per_class_f1": "per-class F1", "per_image_precision": "per-image P",
-    "per_image_recall": "per-image R", "per_image_f1": "per-image F1", "n_plus": "N+",
-}
+SETTINGS = dict(zip(METRIC_BLOCKS, ("threshold 0.5", "MCC thresholds", "top-5", "top-3"),
+                    strict=True))
+METRIC_NAMES = dict(zip(METRIC_KEYS, ("per-class P", "per-class R", "per-class F1",
+                                      "per-image P", "per-image R", "per-image F1", "N+"),
+                        strict=True))
 
 
-def resolve_run(run: str | os.PathLike) -> Path:
-    """A run folder given by path (an existing folder) or by name (under the runs folder)."""
+def resolve_run(run: str | os.PathLike | RunFolder, seed: int | None = None) -> RunFolder:
+    """A run folder given by path, or by configuration name under the runs folder: with
+    ``seed``, ``runs/<name>/seed-<seed>/``; without, the folder itself when it holds a
+    config.json, else its lowest seed. A folder whose config.json names another seed than
+    ``seed`` is an error, and so is a missing one (the message lists the seeds there)."""
+    if isinstance(run, RunFolder):
+        return run
     path = Path(run).expanduser()
-    if not path.is_dir():
-        path = paths.run_dir(str(run))
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"run {str(run)!r}: no run folder with config.json at {path} "
-                                "(train it with notebook 04 or `python -m lib train`)")
-    return path.resolve()
+    folder = path if path.is_dir() else paths.run_dir(str(run))
+    seeds = sorted(int(p.parent.name.split("-", 1)[1]) for p in folder.glob("seed-*/config.json")
+                   if p.parent.name.split("-", 1)[1].isdigit())
+    if seed is not None and seed in seeds:
+        return RunFolder(folder / SEED_FOLDER.format(seed=seed))
+    if (folder / "config.json").is_file():
+        found = RunFolder(folder)
+        if seed is not None and int(found.config.get("seed", 0)) != int(seed):
+            raise RunError(f"{paths.portable(found.config_path)}: run of seed "
+                           f"{found.config.get('seed', 0)}, not seed {seed}")
+        return found
+    if seed is None and seeds:
+        return RunFolder(folder / SEED_FOLDER.format(seed=seeds[0]))
+    if seeds:
+        raise RunError(f"run {str(run)!r}: no seed {seed} at {paths.portable(folder)} (seeds "
+                       f"there: {seeds})")
+    return RunFolder.resolve(folder)
 
 
 @dataclass
 class RunResults:
     """One run's scores on one split, with everything needed to analyse them."""
 
-    run_dir: Path
-    config: dict[str, Any]
+    run: RunFolder
     dataset: Any                   #: lib.data.AnnotatedDataset
     split: str
     labels: list[str]
@@ -56,58 +71,73 @@ class RunResults:
     metrics: dict[str, Any]        #: metrics.json (test) or computed here
 
     @property
+    def config(self) -> dict[str, Any]:
+        return self.run.config
+
+    @property
+    def run_dir(self) -> Path:
+        return self.run.path
+
+    @property
     def name(self) -> str:
-        return str(self.config.get("run_name") or self.run_dir.name)
+        return self.run.name
 
 
-def read_config(run_dir: str | os.PathLike) -> dict[str, Any]:
+def read_config(run: str | os.PathLike | RunFolder, seed: int | None = None) -> dict[str, Any]:
     """A run folder's config.json."""
-    path = resolve_run(run_dir) / "config.json"
-    return json.loads(path.read_text(encoding="utf-8"))
+    return resolve_run(run, seed).config
 
 
-def run_dataset(config: dict[str, Any]):
-    """The dataset a run was trained on (images not checked; same validation carve)."""
+def run_dataset(run: str | os.PathLike | RunFolder):
+    """The dataset a run was trained on (images not checked; the same validation carve)."""
     from lib import data
 
-    return data.load_dataset(Path(config["dataset"]), check_images=False,
-                             seed=config.get("seed", 0))
+    folder = resolve_run(run)
+    return data.load_dataset(folder.dataset, check_images=False,
+                             seed=int(folder.config.get("seed", 0)))
 
 
-def load_results(run: str | os.PathLike, split: str = "test") -> RunResults:
+def augmentation_text(run: RunFolder) -> str:
+    """How many training images were augmented (config.json ``augmentation``)."""
+    from lib.comparisons import augmentation_text as text
+
+    found = text(run.config)
+    return "not augmented" if found is None else f"augmented: {found}"
+
+
+def load_results(run: str | os.PathLike | RunFolder, split: str = "test",
+                 seed: int | None = None) -> RunResults:
     """Scores, ground truth, thresholds and metrics of a run on ``split``."""
-    run_dir = resolve_run(run)
-    config = read_config(run_dir)
-    dataset = run_dataset(config)
+    folder = resolve_run(run, seed)
+    dataset = run_dataset(folder)
     if split not in dataset.splits:
-        raise ValueError(f"{dataset.root}: no split {split!r} (has {sorted(dataset.splits)})")
+        raise ValueError(f"{paths.portable(dataset.root)}: no split {split!r} (has "
+                         f"{sorted(dataset.splits)})")
     labels = list(dataset.labels)
-    if list(config.get("labels", labels)) != labels:
-        raise ValueError(f"{run_dir / 'config.json'}: labels differ from the dataset's "
-                         f"vocabulary at {dataset.root}")
+    if folder.labels != labels:
+        raise RunError(f"{paths.portable(folder.config_path)}: labels differ from the "
+                       f"dataset's vocabulary at {paths.portable(dataset.root)}")
     truth = dataset.splits[split]
     names = list(truth.names)
-    thresholds = metrics.read_thresholds(run_dir / "thresholds.json", labels)
-    predictions = run_dir / "predictions.csv"
-    if split == "test" and predictions.is_file():
-        scores = metrics.read_predictions(predictions, labels)
+    thresholds = folder.thresholds(labels)
+    if split == "test" and folder.predictions_path("test").is_file():
+        scores = folder.predictions("test")
         missing = sorted(set(names) - set(scores.index))
         if missing:
-            raise ValueError(f"{predictions}: {len(missing)} test images missing {missing[:5]}")
+            raise RunError(f"{paths.portable(folder.predictions_path('test'))}: {len(missing)} "
+                           f"test images missing {missing[:5]}")
         y_score = scores.loc[names].to_numpy()
     else:
         from lib import training
 
-        model, cfg = training.load_model(run_dir)
+        model, cfg = training.load_model(folder.path)
         y_score = training.predict(model, dataset, split, image_size=cfg["image_size"],
                                    device="cpu")
-    metrics_file = run_dir / ("metrics.json" if split == "test" else f"metrics-{split}.json")
-    if metrics_file.is_file():
-        result = json.loads(metrics_file.read_text(encoding="utf-8"))
-    else:
-        result = {"split": split, "leaky": bool(config.get("leaky", False)),
+    result = folder.metrics(split, required=False)
+    if result is None:
+        result = {"split": split, "leaky": folder.leaky,
                   **metrics.evaluate_scores(truth.targets, y_score, thresholds)}
-    return RunResults(run_dir, config, dataset, split, labels, names,
+    return RunResults(folder, dataset, split, labels, names,
                       np.asarray(truth.targets, dtype=np.uint8), y_score, thresholds, result)
 
 
@@ -194,7 +224,8 @@ def label_vectors_before_after(model, config: dict[str, Any]
         graph = "A = I" if config.get("head") == "gcn-identity" else "label graph"
         description = f"GCN output W ({graph})"
     else:
-        before = embeddings.cached_label_vectors(Path(config["dataset"]), config["labels"],
+        before = embeddings.cached_label_vectors(paths.from_portable(config["dataset"]),
+                                                 config["labels"],
                                                  config["embeddings"],
                                                  seed=config.get("seed", 0))
         description = "linear classifier weights (no GCN: the label vectors are unused)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ from lib.metrics import evaluate_scores, mcc_thresholds
 from lib.models import build_model
 from lib.plots import evaluation as evaluation_plots
 from lib.plots import save
+from lib.runs import RunError
 
 LABELS = ["sky", "sea", "sun", "tree", "car"]
 
@@ -51,12 +53,27 @@ def run(tmp_path):
     return out, y, scores, thresholds, metrics
 
 
-def test_resolve_run_by_name_and_path(run):
+def test_resolve_run_by_name_seed_and_path(run):
     out = run[0]
-    assert evaluation.resolve_run("hand") == out.resolve()
-    assert evaluation.resolve_run(str(out)) == out.resolve()
-    with pytest.raises(FileNotFoundError, match="no run folder"):
+    assert evaluation.resolve_run("hand").path == out
+    assert evaluation.resolve_run(str(out), seed=0).path == out
+    with pytest.raises(RunError, match="run of seed 0, not seed 3"):
+        evaluation.resolve_run("hand", seed=3)
+    with pytest.raises(RunError, match="no run folder"):
         evaluation.resolve_run("nope")
+    # a configuration trained with seeds 2 and 7: runs/<name>/seed-<n>/
+    for seed in (7, 2):
+        folder = paths.run_dir("multi") / f"seed-{seed}"
+        shutil.copytree(out, folder)
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**config, "run_name": "multi",
+                                                        "seed": seed}))
+    assert evaluation.resolve_run("multi", seed=7).path == paths.run_dir("multi") / "seed-7"
+    assert evaluation.resolve_run("multi").path.name == "seed-2"      # the lowest seed
+    assert evaluation.resolve_run("multi").name == "multi"
+    with pytest.raises(RunError, match=r"no seed 5 .* \(seeds there: \[2, 7\]\)"):
+        evaluation.resolve_run("multi", seed=5)
+    assert evaluation.load_results("multi", seed=7).run.config["seed"] == 7
 
 
 def test_load_results_and_tables(run):
@@ -106,7 +123,7 @@ def test_plots(run, tmp_path):
 
 
 def test_label_vectors_before_after(run):
-    cfg = json.loads((run[0] / "config.json").read_text())
+    cfg = evaluation.read_config("hand")
     torch.manual_seed(0)
     linear = build_model(5, head="linear", backbone="resnet10t")
     before, after, kind = evaluation.label_vectors_before_after(linear, cfg)
@@ -121,3 +138,31 @@ def test_label_vectors_before_after(run):
     np.testing.assert_allclose(before, vectors, rtol=1e-6)
     np.testing.assert_allclose(after, gcn.label_classifiers().detach().numpy(), rtol=1e-6)
     assert "A = I" in kind
+
+
+def test_training_tables_read_the_run_folder(run, tmp_path):
+    from lib.plots import training as training_plots
+    from lib.runs import RunFolder
+
+    out, metrics = run[0], run[4]
+    RunFolder(out).write_history([{"epoch": 1, "train_loss": 0.5, "val_loss": 0.6,
+                                   "best": True, "seconds": 1.0}])
+    assert training_plots.read_history(out)["val_loss"].tolist() == [0.6]
+    table = training_plots.metrics_table(out)
+    assert list(table.index) == ["threshold 0.5", "MCC thresholds", "top-5", "top-3"]
+    assert table.loc["MCC thresholds", "per_class_f1"] == metrics["mcc"]["per_class_f1"]
+    assert table.loc["top-3", "n_plus"] == metrics["top3"]["n_plus"]
+    assert (table["mAP"] == metrics["mean_average_precision"]).all()
+    assert not table["leaky"].any()
+    with pytest.raises(RunError, match=r"history\.csv: missing"):
+        training_plots.read_history(tmp_path)
+
+
+def test_augmentation_is_stated(run):
+    from lib.runs import RunFolder
+
+    folder = RunFolder(run[0])
+    assert evaluation.augmentation_text(folder) == "not augmented"
+    folder.write_config({**folder.config, "augmented": True,
+                         "augmentation": {"images": 16, "of": 1500, "select": "first"}})
+    assert evaluation.augmentation_text(folder) == "augmented: 16 of 1500 training images"

@@ -1,19 +1,34 @@
 """End to end: ``python -m lib reproduce --params smoke`` on the real notebooks, into a
-temporary results folder (the tiny smoke dataset is drawn under the test's data root)."""
+temporary results folder (the tiny smoke dataset is drawn under the test's data root).
+
+Needs the real notebooks 03 and 04 with the contract's parameters cells (``preset``,
+``overrides``; 04 ``seeds``) and ``python -m lib reproduce`` dispatching to lib.pipeline;
+skipped until both are there. The driver itself is tested on stand-in notebooks in
+tests/test_pipeline.py."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
-from lib import paths, reports
+from lib import cli, params, paths, stages
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not all(set(names) <= set(stages.notebook_parameters(paths.NOTEBOOKS_DIR / f"{nb}.ipynb"))
+                for nb, names in (("04_training", ("run_name", "seeds", "preset", "overrides")),
+                                  ("03_wgan_augmentation", ("preset", "overrides")))),
+        reason="notebooks 03/04 do not have the contract's parameters cells yet"),
+    pytest.mark.skipif(cli.COMMANDS["reproduce"][0] != "lib.pipeline",
+                       reason="lib/cli.py does not dispatch reproduce to lib.pipeline yet"),
+]
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -22,35 +37,37 @@ def run(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_reproduce_smoke(tmp_path):
-    notebooks = reports.discover_notebooks()
-    smoke = yaml.safe_load((paths.PARAMS_DIR / "smoke.yaml").read_text())
-    missing = sorted(k for k in smoke if k[:2].isdigit() and k not in {n.stem for n in notebooks})
-    if missing:
-        pytest.skip(f"notebooks {missing} of the smoke set are not in notebooks/ yet")
+    smoke = params.load_param_set("smoke")
+    notebooks = stages.discover_notebooks()
     results = tmp_path / "results"
     first = run("--params", "smoke", "--results", str(results))
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
+    assert "without encryption" not in first.stderr
 
-    runs = list(smoke["runs"])
-    # one executed copy per notebook, one per training run
+    # one executed copy per notebook, one per training configuration
     executed = sorted(p.stem for p in (results / "executed").glob("*.ipynb"))
-    expected = sorted([nb.stem for nb in notebooks if not nb.name.startswith("04")]
-                      + [f"{nb.stem}__{r}" for nb in notebooks if nb.name.startswith("04")
-                         for r in runs])
+    expected = sorted([nb.stem for nb in notebooks if nb.stem != "04_training"]
+                      + [f"04_training__{r}" for r in smoke.runs])
     assert executed == expected
-    for r in runs:
-        assert (results / "runs" / r / "metrics.json").exists()
+    for r in smoke.runs:
+        for seed in smoke.run_seeds(r):
+            assert (results / "runs" / r / f"seed-{seed}" / "metrics.json").is_file()
 
-    # the tables, from the run folders, stamped with the parameter set
+    # the main table: mean and sample sd over the seeds' metrics.json
     main = pd.read_csv(results / "tables" / "main.csv")
-    assert set(main["run"]) == {r for r, cfg in smoke["runs"].items()
-                                if cfg["head"] in ("linear", "gcn") and not cfg.get("augmented")}
-    assert main["per_class_f1"].between(0, 1).all()
-    assert (main["source"] == "ours").all()  # scenes, not Corel-5k: no reference rows
+    assert set(main["run"]) == {"linear-asl", "gcn-asl"} and (main["source"] == "ours").all()
+    row = main[(main["run"] == "gcn-asl") & (main["thresholds"] == "MCC")].iloc[0]
+    f1 = [json.loads((results / "runs" / "gcn-asl" / f"seed-{s}" / "metrics.json").read_text())
+          ["mcc"]["per_class_f1"] for s in smoke.seeds]
+    assert row["n_seeds"] == len(smoke.seeds)
+    assert row["per_class_f1_mean"] == pytest.approx(np.mean(f1))
+    assert row["per_class_f1_std"] == pytest.approx(np.std(f1, ddof=1))
     ablations = pd.read_csv(results / "tables" / "ablations.csv")
-    assert set(ablations["baseline"]) == {"gcn-asl"}
+    assert set(zip(ablations["run"], ablations["baseline"], strict=True)) == {
+        ("gcn-asl", "linear-asl"), ("gcn-augmented-asl", "gcn-asl")}
+    augmented = ablations[ablations["run"] == "gcn-augmented-asl"].iloc[0]
+    assert augmented["augmentation"].startswith("4 of ")
     assert "parameter set `smoke`" in (results / "tables" / "main.md").read_text()
-    assert (results / "tables" / "main_per_class_f1.png").exists()
 
     # the reports: every executed notebook and both tables linked from the index
     index = (results / "reports" / "index.html").read_text()
@@ -58,10 +75,15 @@ def test_reproduce_smoke(tmp_path):
         assert f"href='{name}.html'" in index
         assert (results / "reports" / f"{name}.html").stat().st_size > 10_000
     assert "href='table_main.html'" in index and "href='table_ablations.html'" in index
+    # nothing written for people holds the checkout's absolute path
+    for folder in ("reports", "tables", ".stamps"):
+        for f in (results / folder).rglob("*"):
+            if f.is_file() and f.suffix in (".html", ".md", ".csv", ".json"):
+                assert str(paths.ROOT) not in f.read_text(encoding="utf-8"), f
 
     # a second run redoes nothing and says so
     second = run("--params", "smoke", "--results", str(results))
     assert second.returncode == 0, second.stderr[-4000:]
-    assert "running:" not in second.stdout
+    assert "running:" not in second.stderr and "0 job(s) ran" in second.stdout
     for name in [*expected, "tables"]:
-        assert f"up to date: {name}" in second.stdout
+        assert f"up to date: {name}" in second.stderr

@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
+
+from lib.runs import METRIC_BLOCKS, RunFolder
 
 #: validation metrics drawn per epoch (history.csv columns without the split prefix)
 CURVE_METRICS = {"mean_average_precision": "mAP", "per_class_f1": "per-class F1 @0.5",
                  "per_image_f1": "per-image F1 @0.5"}
 
 
-def read_history(run_dir: str | os.PathLike) -> pd.DataFrame:
-    path = Path(run_dir) / "history.csv"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: missing (the run has not finished an epoch)")
-    return pd.read_csv(path)
+def _folder(run: str | os.PathLike | RunFolder) -> RunFolder:
+    return run if isinstance(run, RunFolder) else RunFolder(run)
+
+
+def read_history(run: str | os.PathLike | RunFolder) -> pd.DataFrame:
+    """history.csv of a run folder (:meth:`lib.runs.RunFolder.history`)."""
+    return _folder(run).history()
 
 
 def loss_curves(history: pd.DataFrame, title: str = ""):
@@ -57,16 +59,15 @@ def metric_curves(history: pd.DataFrame, title: str = ""):
     return fig
 
 
-def metrics_table(run_dir: str | os.PathLike) -> pd.DataFrame:
-    """metrics.json as a table: one row per protocol (0.5, MCC, top-5, top-3), the 7 metrics
-    as columns, plus mAP and the leaky flag."""
-    path = Path(run_dir) / "metrics.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: missing (training not finished)")
-    m = json.loads(path.read_text(encoding="utf-8"))
-    names = {"at_0.5": "threshold 0.5", "mcc": "MCC thresholds", "top5": "top-5", "top3": "top-3"}
-    table = pd.DataFrame({names[k]: m[k] for k in names if k in m}).T
+def metrics_table(run: str | os.PathLike | RunFolder) -> pd.DataFrame:
+    """metrics.json as a table: one row per block (0.5, MCC, top-5, top-3), the metrics as
+    columns, plus mAP and the leaky flag."""
+    from lib.evaluation import SETTINGS
+
+    folder = _folder(run)
+    m = folder.metrics()
+    table = pd.DataFrame({SETTINGS[k]: m[k] for k in METRIC_BLOCKS if k in m}).T
     table.index.name = f"{m.get('split', 'test')} split"
     table["mAP"] = m["mean_average_precision"]
-    table["leaky"] = m.get("leaky", False)
+    table["leaky"] = folder.leaky
     return table

@@ -1,0 +1,50 @@
+"""Plots of the results tables (:mod:`lib.tables`)."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from lib.comparisons import HEAD_ORDER, head_name
+
+METRIC_LABELS = {"per_class_f1": "per-class F1", "per_image_f1": "per-image F1", "mAP": "mAP"}
+
+
+def main_table_bars(table: pd.DataFrame, metric: str = "per_class_f1"):
+    """Bars of ``metric`` by loss (x) and head (colour), one panel per thresholds block: the
+    mean over seeds with the sample standard deviation as an error bar (none with one seed).
+    ``table`` is :func:`lib.tables.main_table`; published rows are left out."""
+    ours = table[table["source"] == "ours"]
+    blocks = list(dict.fromkeys(ours["thresholds"]))
+    losses = list(dict.fromkeys(ours["loss"]))
+    heads = sorted(set(ours["head"]), key=lambda h: (HEAD_ORDER.index(h) if h in HEAD_ORDER
+                                                     else len(HEAD_ORDER), h))
+    palette = sns.color_palette(n_colors=max(len(heads), 1))
+    fig, axes = plt.subplots(1, max(len(blocks), 1), figsize=(4.2 * max(len(blocks), 1), 3.6),
+                             squeeze=False, sharey=True)
+    width = 0.8 / max(len(heads), 1)
+    for ax, block in zip(axes[0], blocks, strict=False):
+        part = ours[ours["thresholds"] == block]
+        for k, head in enumerate(heads):
+            rows = part[part["head"] == head].set_index("loss").reindex(losses)
+            x = np.arange(len(losses)) + (k - (len(heads) - 1) / 2) * width
+            mean = rows[f"{metric}_mean"].to_numpy(dtype=float)
+            std = rows[f"{metric}_std"].to_numpy(dtype=float)
+            bars = ax.bar(x, mean, width, yerr=np.nan_to_num(std), capsize=3,
+                          color=palette[k], label=head_name(head))
+            ax.bar_label(bars, labels=[f"{m:.3f}" if np.isfinite(m) else "" for m in mean],
+                         fontsize=7, padding=2)
+        ax.set_xticks(np.arange(len(losses)), losses)
+        ax.set_xlabel("loss")
+        ax.set_title(f"thresholds: {block}")
+    name = METRIC_LABELS.get(metric, metric)
+    axes[0, 0].set_ylabel(f"{name} (test; mean ± sd over seeds)")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+               ncol=len(heads), fontsize=8, frameon=False)
+    n = ours["n_seeds"].max() if len(ours) else 0
+    fig.suptitle(f"{name} by loss and head ({n} seed{'s' if n != 1 else ''})", y=1.02)
+    fig.tight_layout()
+    return fig
