@@ -190,7 +190,8 @@ class WGANConfig:
 #: partial settings over the reference defaults of :class:`WGANConfig`
 PRESETS: dict[str, dict[str, Any]] = {
     # the embedded default (notebook 03, `make reproduce`): small fakes, a higher learning
-    # rate than the reference, the 16 training images with the rarest labels, one CPU core
+    # rate than the reference, a few training images (those with the rarest labels), one
+    # grouped network on one CPU thread
     "default": {"iterations": 500, "image_size": (32, 32), "width": 16, "lr": 1e-3,
                 "crop_border": 0, "limit": 16, "batch_images": 16, "select": "rare"},
     # the reference recipe: the dataclass defaults (run it on GPUs: --device cuda)

@@ -60,13 +60,15 @@ def loss_curves(logs: pd.DataFrame):
 def coverage(table: pd.DataFrame, annotate: int = 8):
     """Share of each label's training images that have fakes against the label's training
     frequency (``lib.wgan.augmentation_coverage``), one point per label; the ``annotate``
-    rarest labels are named."""
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    rarest labels are listed beside it."""
+    fig, ax = plt.subplots(figsize=(7.2, 3.8))
     shown = table.dropna(subset=["share"])
-    ax.scatter(shown["train_images"], shown["share"], s=18, alpha=0.8)
-    for row in shown.head(annotate).itertuples():
-        ax.annotate(row.label, (row.train_images, row.share), fontsize=7,
-                    xytext=(3, 3), textcoords="offset points")
+    ax.scatter(shown["train_images"], shown["share"], s=18, alpha=0.7)
+    rarest = [f"{r.label}: {r.augmented_images}/{r.train_images}"
+              for r in shown.head(annotate).itertuples()]
+    if rarest:
+        ax.text(1.02, 1.0, "rarest labels\n(with fakes / images)\n" + "\n".join(rarest),
+                transform=ax.transAxes, va="top", fontsize=7, family="monospace")
     if len(shown) and shown["train_images"].max() > 10 * max(shown["train_images"].min(), 1):
         ax.set_xscale("log")
     ax.set_xlabel("training images carrying the label")
