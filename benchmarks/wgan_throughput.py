@@ -6,10 +6,10 @@
 One "image-iteration" is one WGAN-GP iteration (5 critic steps + 1 generator step) of one
 image; K = 1 is the sequential baseline, speed-up = rate(K) / rate(1).
 
-The default is the embedded configuration's size (32x32, width 16, 100 iterations; under a
-minute on one CPU thread). ``--reference`` adds the reference size 128x192 (width 64) at a
-few iterations: several minutes on a CPU (K = 1 runs about 0.3 image-iterations/s), meant
-for a GPU.
+The default is the size of the embedded default preset (``lib.wgan.PRESETS["default"]``,
+100 iterations; under a minute on one CPU thread). ``--reference`` adds the reference size
+(the ``WGANConfig`` defaults) at a few iterations: several minutes on a CPU (K = 1 runs about
+0.3 image-iterations/s), meant for a GPU.
 """
 
 from __future__ import annotations
@@ -24,10 +24,14 @@ import pandas as pd
 import torch
 
 from lib import wgan
+from lib.config import build
 from lib.utils import atomic_write_json, git_commit
 
-EMBEDDED = "32x32:16"
-REFERENCE = f"{wgan.REFERENCE_SIZE[0]}x{wgan.REFERENCE_SIZE[1]}:{wgan.REFERENCE_WIDTH}"
+_REF = wgan.WGANConfig()
+_EMB = build(wgan.WGANConfig, wgan.PRESETS, "default")
+#: HxW:width of the embedded default preset and of the reference recipe
+EMBEDDED = f"{_EMB.image_size[0]}x{_EMB.image_size[1]}:{_EMB.width}"
+REFERENCE = f"{_REF.image_size[0]}x{_REF.image_size[1]}:{_REF.width}"
 
 
 def measure(size: tuple[int, int], width: int, k: int, iterations: int, device: str) -> float:
@@ -69,7 +73,7 @@ def main() -> None:
     for entry in sizes:
         size_text, _, width_text = entry.partition(":")
         size = wgan.parse_size(size_text)
-        width = int(width_text or wgan.REFERENCE_WIDTH)
+        width = int(width_text or _REF.width)
         iters = args.reference_iterations if size[0] * size[1] >= 128 * 192 else args.iterations
         base = None
         for k in args.ks:

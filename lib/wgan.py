@@ -1,9 +1,15 @@
-"""Multi-label WGAN augmentation (ML-WGAN, Ke et al. 2019; SPEC 3), batched and resumable.
+"""Multi-label WGAN augmentation (ML-WGAN, Ke et al. 2019), batched, resumable and recorded.
 
-One WGAN-GP is trained per training image, with that single image as the whole "real"
-distribution; the fakes of its last three iterations inherit its labels and are saved as
-``<stem>_aug.jpeg``, ``<stem>_aug_hor_flip.jpeg`` (flipped horizontally) and
-``<stem>_aug_rot_90.jpeg`` (rotated 90 degrees clockwise), listed in ``train_aug.json``.
+The method is described in docs/method.md, "ML-WGAN augmentation". One WGAN-GP is trained per
+training image, with that single image as the whole "real" distribution; the fakes of its last
+three iterations inherit its labels and are saved as ``<stem>_aug.jpeg``,
+``<stem>_aug_hor_flip.jpeg`` (flipped horizontally) and ``<stem>_aug_rot_90.jpeg`` (rotated 90
+degrees clockwise), listed in ``train_aug.json``.
+
+Settings: :class:`WGANConfig` holds every setting of an augmentation job, its defaults being
+the reference recipe; :data:`PRESETS` holds partial mappings over it (``default``: the small
+embedded configuration of notebook 03; ``corel5k``: the reference recipe). The notebook, the
+command line and :func:`augment` all go through :func:`lib.config.build`.
 
 Speed: K per-image WGANs are trained as ONE network whose K parts are exactly independent:
 every convolution is grouped (``groups=K``, the k-th model's channels are block k of the
@@ -30,6 +36,22 @@ as the reference's ``PIL.Image.rotate(90, expand=True)``), centre-cropped to the
 the target's aspect ratio minus ``crop_border`` pixels on every side (122x186 out of Corel's
 128x192 with the reference border 3), resized to the target and scaled to [-1, 1].
 
+Which images (``select``, ``limit``): ``first`` takes training images in ``train.json`` order,
+``random`` a seeded permutation, ``rare`` the images carrying the rarest labels first (by the
+smallest training frequency of an image's labels, ties in training order, images without
+labels last); ``limit`` keeps the first ``limit`` of that order. :func:`augmentation_coverage`
+gives, per label, the share of its training images that have fakes.
+
+Records (settings never mix silently): ``augment_logs/config.json`` records the settings of
+the job (everything but ``batch_images``, ``device`` and ``threads``, which do not change the
+fakes), and every image records the hash of the settings its fakes were made with in
+``augment_logs/<stem>.settings.json``, written before its three fakes. An image is done when
+its three fakes exist and its record matches the current settings. A job whose settings differ
+from the recorded ones is refused (:class:`SettingsMismatch`) unless ``overwrite``, which
+records the new settings first; a later plain run then redoes every image whose record
+differs. The check and the record happen under ``augment_logs/.lock``, shared by all shards.
+Stale temporary files of an interrupted save are removed at the start.
+
 CPU threads: ``augment`` trains with one torch thread by default (``threads``): these small
 grouped convolutions gain little from a second intra-op thread and slow down badly when the
 cores are shared; use more cores with shards (one process each). On a GPU, K = 32 or more.
@@ -37,22 +59,26 @@ cores are shared; use more cores with shards (one process each). On a GPU, K = 3
 Real batch: the reference trains with a batch of one image; ``batch_size`` m > 1 repeats the
 image m times with independent vertical flips (default 1, as the reference).
 
-CLI: ``python -m lib augment DATA_DIR [--iterations N] [--batch-images K] [--image-size HxW]
-[--width W] [--lr LR] [--crop-border B] [--limit N] [--shard I/N] [--seed S] [--device D]
-[--threads T] [--overwrite]`` (:func:`augment_main`); e.g. two CPU processes:
-``python -m lib augment data/scenes --shard 0/2 & python -m lib augment data/scenes --shard 1/2``.
+CLI: ``python -m lib augment DATA_DIR [--preset default|corel5k] [--<setting> VALUE ...]
+[--shard I/N] [--overwrite] [--no-progress]`` (:func:`augment_main`; one option per
+:class:`WGANConfig` field, and only the options given override the preset), e.g. two CPU
+processes: ``python -m lib augment data/scenes --shard 0/2 & python -m lib augment data/scenes
+--shard 1/2``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import hashlib
 import io
 import json
+import re
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -63,20 +89,131 @@ from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
+from lib import paths
+from lib.config import (
+    ConfigError,
+    add_arguments,
+    build,
+    check_choice,
+    check_range,
+    given,
+    setting,
+    to_dict,
+)
+from lib.locking import file_lock
 from lib.utils import atomic_save, atomic_write_bytes, atomic_write_json
 
 NOISE_DIM = 100
-REFERENCE_SIZE = (128, 192)
-REFERENCE_WIDTH = 64
-REFERENCE_ITERATIONS = 1001
-#: pixels cut from every side after the aspect crop (Corel's 128x192 -> 122x186)
-REFERENCE_CROP_BORDER = 3
-#: the three fakes per image, in the order of the last three iterations (SPEC 3)
+#: the three fakes per image, in the order of the last three iterations
 AUG_SUFFIXES = ("_aug", "_aug_hor_flip", "_aug_rot_90")
+#: how the images to augment are chosen (``select``)
+SELECTIONS = ("first", "random", "rare")
 LOG_DIR = "augment_logs"
 CONFIG_FILE = "config.json"
 TRAIN_AUG_FILE = "train_aug.json"
+#: the lock of the check-and-record critical section and of train_aug.json, in LOG_DIR
+LOCK_FILE = ".lock"
+#: held shared by every running augmentation process of a dataset, in LOG_DIR
+PRESENCE_FILE = ".running"
+#: temporary files of an interrupted save older than this are removed even while another
+#: augmentation process runs (a save takes milliseconds)
+STALE_TEMP_SECONDS = 3600
+#: settings that change how fast the fakes are made, not what they are (never recorded)
+EXECUTION_ONLY = ("batch_images", "device", "threads")
+#: settings that choose the images, not their fakes (recorded per job, not per image)
+SELECTION_SETTINGS = ("select", "limit")
 
+
+# --------------------------------------------------------------------------- settings
+
+
+class SettingsMismatch(ValueError):
+    """The settings of a job differ from those recorded in the dataset's augment_logs/."""
+
+
+@dataclass
+class WGANConfig:
+    """Every setting of an ML-WGAN augmentation job; the defaults are the reference recipe
+    (docs/method.md, "ML-WGAN augmentation"), :data:`PRESETS` the named variants."""
+
+    iterations: int = setting(1001, help="WGAN-GP iterations per image (critic_steps critic "
+                                         "steps and one generator step each); the last three "
+                                         "give the fakes")
+    image_size: tuple[int, int] = setting((128, 192), help="H W of the fakes")
+    width: int = setting(64, help="base channel width w (generator 16w-8w-4w-2w-w at 128x192)")
+    batch_size: int = setting(1, help="copies of the image per step, each with its own "
+                                      "vertical flip (the reference: 1)")
+    critic_steps: int = setting(5, help="critic steps per generator step")
+    gp_weight: float = setting(10.0, help="gradient-penalty weight")
+    lr: float = setting(2e-4, help="Adam learning rate")
+    betas: tuple[float, float] = setting((0.5, 0.999), help="Adam betas")
+    flip_prob: float = setting(0.1, help="probability of a vertical flip of the real image")
+    noise_dim: int = setting(NOISE_DIM, help="noise dimension")
+    crop_border: int = setting(3, help="pixels cut from every side after the aspect crop")
+    seed: int = setting(0, help="seed of every image's WGAN (with the image name) and of "
+                                "select=random")
+    select: str = setting("first", choices=SELECTIONS,
+                          help="which training images first: train.json order, a seeded "
+                               "random order, or those with the rarest labels")
+    limit: int | None = setting(None, help="augment only the first N images of that order "
+                                           "(none: all)")
+    batch_images: int = setting(8, help="K images trained at once as one grouped network")
+    device: str = setting("cpu", help="cpu, cuda, cuda:I, ...")
+    threads: int | None = setting(1, help="torch threads on the CPU (none: torch's setting; "
+                                          "use shards for more cores)")
+
+    def __post_init__(self) -> None:
+        try:
+            self.image_size = parse_size(self.image_size)
+            architecture(self.image_size)
+        except ValueError as exc:
+            raise ConfigError(f"WGANConfig.image_size: {exc}") from None
+        self.betas = (float(self.betas[0]), float(self.betas[1]))
+        check_range(self, "iterations", 3)  # the last three iterations give the fakes
+        for name in ("width", "batch_size", "critic_steps", "noise_dim", "batch_images",
+                     "limit", "threads"):
+            check_range(self, name, 1)
+        check_range(self, "crop_border", 0)
+        check_range(self, "gp_weight", 0)
+        check_range(self, "lr", 0, low_open=True)
+        check_range(self, "flip_prob", 0, 1)
+        if not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"WGANConfig.betas must be in [0, 1), got {self.betas}")
+        check_choice(self, "select")
+        try:
+            torch.device(self.device)
+        except (RuntimeError, ValueError):
+            raise ConfigError(f"WGANConfig.device: {self.device!r} is not a torch device "
+                              "(cpu, cuda, cuda:I, ...)") from None
+
+
+#: partial settings over the reference defaults of :class:`WGANConfig`
+PRESETS: dict[str, dict[str, Any]] = {
+    # the embedded default (notebook 03, `make reproduce`): small fakes, a higher learning
+    # rate than the reference, a few training images (those with the rarest labels), one
+    # grouped network on one CPU thread
+    "default": {"iterations": 500, "image_size": (32, 32), "width": 16, "lr": 1e-3,
+                "crop_border": 0, "limit": 16, "batch_images": 16, "select": "rare"},
+    # the reference recipe: the dataclass defaults (run it on GPUs: --device cuda)
+    "corel5k": {},
+}
+
+
+def fake_settings(config: WGANConfig) -> dict[str, Any]:
+    """The settings an image's fakes depend on (with the image name), JSON-ready."""
+    skip = set(EXECUTION_ONLY) | set(SELECTION_SETTINGS)
+    return {k: v for k, v in to_dict(config).items() if k not in skip}
+
+
+def job_settings(config: WGANConfig) -> dict[str, Any]:
+    """What ``augment_logs/config.json`` records: :func:`fake_settings` and the selection."""
+    return {k: v for k, v in to_dict(config).items() if k not in EXECUTION_ONLY}
+
+
+def settings_hash(config: WGANConfig) -> str:
+    """Short hash of :func:`fake_settings`, recorded per image."""
+    text = json.dumps(fake_settings(config), sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 # --------------------------------------------------------------------------- architecture
 
@@ -99,8 +236,8 @@ def architecture(image_size: Sequence[int]) -> tuple[int, tuple[int, int]]:
     return stages, (height // 2**stages, width // 2**stages)
 
 
-def build_generator(image_size: Sequence[int] = REFERENCE_SIZE, width: int = REFERENCE_WIDTH,
-                    groups: int = 1, noise_dim: int = NOISE_DIM) -> nn.Sequential:
+def build_generator(image_size: Sequence[int], width: int, groups: int = 1,
+                    noise_dim: int = NOISE_DIM) -> nn.Sequential:
     """Generator of ``groups`` independent models: noise ``(m, groups*noise_dim, 1, 1)`` ->
     images ``(m, groups*3, H, W)`` in [-1, 1] (model k's channels are block k)."""
     stages, first = architecture(image_size)
@@ -120,8 +257,7 @@ def build_generator(image_size: Sequence[int] = REFERENCE_SIZE, width: int = REF
     return nn.Sequential(*layers)
 
 
-def build_critic(image_size: Sequence[int] = REFERENCE_SIZE, width: int = REFERENCE_WIDTH,
-                 groups: int = 1) -> nn.Sequential:
+def build_critic(image_size: Sequence[int], width: int, groups: int = 1) -> nn.Sequential:
     """Critic of ``groups`` independent models: images ``(m, groups*3, H, W)`` -> scores
     ``(m, groups, 1, 1)``; the mirror image of :func:`build_generator`."""
     stages, first = architecture(image_size)
@@ -181,7 +317,7 @@ def parse_size(value: str | Sequence[int]) -> tuple[int, int]:
 
 
 def crop_box(image_hw: Sequence[int], target_hw: Sequence[int],
-             border: int = REFERENCE_CROP_BORDER) -> tuple[int, int, int, int]:
+             border: int) -> tuple[int, int, int, int]:
     """Centred crop ``(left, top, right, bottom)``: the largest box of the target's aspect
     ratio, less ``border`` pixels on every side (128x192 -> 122x186 at the reference)."""
     h, w = image_hw
@@ -197,9 +333,9 @@ def crop_box(image_hw: Sequence[int], target_hw: Sequence[int],
     return left, top, left + cw, top + ch
 
 
-def preprocess(image: Image.Image, image_size: Sequence[int] = REFERENCE_SIZE,
-               crop_border: int = REFERENCE_CROP_BORDER) -> torch.Tensor:
-    """PIL image -> ``(3, H, W)`` float32 tensor in [-1, 1] (SPEC 3): a portrait image is
+def preprocess(image: Image.Image, image_size: Sequence[int],
+               crop_border: int) -> torch.Tensor:
+    """PIL image -> ``(3, H, W)`` float32 tensor in [-1, 1]: a portrait image is
     rotated 90 degrees first, then centre-cropped (:func:`crop_box`), resized (bilinear,
     antialiased) and scaled."""
     target = parse_size(image_size)
@@ -231,33 +367,6 @@ def jpeg_bytes(array: np.ndarray, quality: int = 95) -> bytes:
     return buffer.getvalue()
 
 
-# --------------------------------------------------------------------------- training
-
-
-@dataclass
-class WGANConfig:
-    """WGAN-GP settings for one image (defaults: the reference recipe, SPEC 3)."""
-
-    iterations: int = REFERENCE_ITERATIONS
-    image_size: tuple[int, int] = REFERENCE_SIZE
-    width: int = REFERENCE_WIDTH
-    batch_size: int = 1
-    critic_steps: int = 5
-    gp_weight: float = 10.0
-    lr: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    flip_prob: float = 0.1
-    noise_dim: int = NOISE_DIM
-    crop_border: int = REFERENCE_CROP_BORDER
-
-    def __post_init__(self) -> None:
-        self.image_size = parse_size(self.image_size)
-        self.betas = (float(self.betas[0]), float(self.betas[1]))
-        if self.iterations < 3:
-            raise ValueError(f"iterations must be at least 3 (three fakes), got {self.iterations}")
-        if self.batch_size < 1 or self.critic_steps < 1 or self.width < 1:
-            raise ValueError("batch_size, critic_steps and width must be positive")
-        architecture(self.image_size)
 
 
 def image_seed(seed: int, name: str) -> np.random.SeedSequence:
@@ -278,7 +387,7 @@ class GroupResult:
 
 
 def train_group(images: torch.Tensor, seeds: Sequence[np.random.SeedSequence | int],
-                config: WGANConfig, *, device: str | torch.device = "cpu",
+                config: WGANConfig, *, device: str | torch.device | None = None,
                 dtype: torch.dtype = torch.float32,
                 on_iteration: Callable[[int], None] | None = None) -> GroupResult:
     """Train K single-image WGAN-GPs at once as one grouped network (module docstring).
@@ -286,8 +395,9 @@ def train_group(images: torch.Tensor, seeds: Sequence[np.random.SeedSequence | i
     ``images``: ``(K, 3, H, W)`` in [-1, 1]; ``seeds[k]`` seeds image k's generator of
     random numbers. Per iteration each image draws, in this order, ``m`` flip uniforms and
     ``critic_steps * m`` interpolation weights (one ``random`` call), then
-    ``(critic_steps + 1) * m`` noise vectors (one ``standard_normal`` call)."""
-    device = torch.device(device)
+    ``(critic_steps + 1) * m`` noise vectors (one ``standard_normal`` call). ``device``:
+    default ``config.device``."""
+    device = torch.device(config.device if device is None else device)
     k = images.shape[0]
     if images.ndim != 4 or images.shape[1] != 3 or tuple(images.shape[2:]) != config.image_size:
         raise ValueError(f"images must be (K, 3, {config.image_size[0]}, {config.image_size[1]}),"
@@ -364,22 +474,14 @@ def generator_block(generator: nn.Module, k: int, groups: int) -> dict[str, torc
             for name, p in generator.named_parameters()}
 
 
-# --------------------------------------------------------------------------- dataset run
+
+# --------------------------------------------------------------------------- which images
 
 
 def aug_names(name: str) -> list[str]:
-    """The three generated image names of a training image (SPEC 3)."""
+    """The three generated image names of a training image (the last one marks it done)."""
     stem = str(PurePosixPath(name).with_suffix(""))
     return [f"{stem}{suffix}.jpeg" for suffix in AUG_SUFFIXES]
-
-
-def _log_path(root: Path, name: str) -> Path:
-    return root / LOG_DIR / f"{PurePosixPath(name).with_suffix('')}.csv"
-
-
-def is_done(root: Path, name: str) -> bool:
-    """True when all three fakes of ``name`` exist."""
-    return all((root / "images" / aug).is_file() for aug in aug_names(name))
 
 
 def training_order(root: str | Path) -> tuple[list[str], list[str], np.ndarray]:
@@ -387,7 +489,7 @@ def training_order(root: str | Path) -> tuple[list[str], list[str], np.ndarray]:
     validation split is not carved: the reference augments all training images; ``lib.data``
     holds the fakes of carved validation images out of training). Annotations only: the
     images are checked by :func:`augment` before training."""
-    from lib.data import load_dataset
+    from lib.data import DatasetError, load_dataset
 
     ds = load_dataset(root, check_images=False, val_fraction=0.0)
     train = ds.splits["train"]
@@ -395,60 +497,255 @@ def training_order(root: str | Path) -> tuple[list[str], list[str], np.ndarray]:
     for name in train.names:
         stem = str(PurePosixPath(name).with_suffix(""))
         if stem in stems:
-            from lib.data import DatasetError
-
             raise DatasetError(f"{Path(root) / 'train.json'}: images {stems[stem]!r} and "
                                f"{name!r} would give the same generated names ({stem}_aug...)")
         stems[stem] = name
     return ds.labels, list(train.names), train.targets
 
 
-def write_train_aug(root: str | Path) -> Path:
-    """(Re)build ``train_aug.json`` from every training image whose three fakes exist, in
-    training order (deterministic whatever the shards did); atomic, under a file lock."""
-    root = Path(root)
-    labels, names, targets = _annotations(root)
+def selection_order(names: Sequence[str], targets: np.ndarray, select: str,
+                    seed: int) -> list[str]:
+    """Every training image in the order ``select`` takes them (``limit`` keeps a prefix).
+
+    ``first``: training order; ``random``: a permutation seeded from ``seed``; ``rare``: by
+    the smallest training frequency of the image's labels, ties in training order, images
+    without labels last."""
+    n = len(names)
+    if select == "first":
+        order = np.arange(n)
+    elif select == "random":
+        stream = int.from_bytes(b"select", "little")  # apart from the per-image WGAN streams
+        order = np.random.default_rng(np.random.SeedSequence([int(seed), stream])).permutation(n)
+    elif select == "rare":
+        carries = np.asarray(targets, dtype=bool).reshape(n, -1)
+        never = np.iinfo(np.int64).max  # images without labels: last
+        frequency = carries.sum(axis=0).astype(np.int64)
+        rarest = np.where(carries, frequency[None, :], never).min(axis=1, initial=never)
+        order = np.argsort(rarest, kind="stable")
+    else:
+        raise ConfigError(f"select={select!r}; expected one of {', '.join(SELECTIONS)}")
+    return [names[i] for i in order]
+
+
+def select_images(dataset_root: str | Path, config: WGANConfig) -> list[str]:
+    """The training images ``config`` augments (``select``, then ``limit``), in that order."""
+    _, names, targets = training_order(dataset_root)
+    return selection_order(names, targets, config.select, config.seed)[: config.limit]
+
+
+# --------------------------------------------------------------------------- records
+
+
+def _log_path(root: Path, name: str) -> Path:
+    return root / LOG_DIR / f"{PurePosixPath(name).with_suffix('')}.csv"
+
+
+def _record_path(root: Path, name: str) -> Path:
+    return root / LOG_DIR / f"{PurePosixPath(name).with_suffix('')}.settings.json"
+
+
+def recorded_hash(root: str | Path, name: str) -> str | None:
+    """The settings hash recorded for ``name``'s fakes (None: no readable record)."""
+    try:
+        record = json.loads(_record_path(Path(root), name).read_text(encoding="utf-8"))
+        return str(record["settings_hash"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def has_fakes(root: str | Path, name: str) -> bool:
+    """True when all three fakes of ``name`` exist (whatever made them)."""
+    return all((Path(root) / "images" / aug).is_file() for aug in aug_names(name))
+
+
+def is_done(root: str | Path, name: str, config_hash: str) -> bool:
+    """True when the three fakes of ``name`` exist and were made with the settings of hash
+    ``config_hash`` (:func:`settings_hash`)."""
+    return has_fakes(root, name) and recorded_hash(root, name) == config_hash
+
+
+def read_config(dataset_root: str | Path) -> dict[str, Any] | None:
+    """``augment_logs/config.json`` (None when there is none): the recorded ``settings``,
+    their ``settings_hash``, and ``images`` augmented ``of`` the training images,
+    ``selected`` by ``select``."""
+    path = Path(dataset_root) / LOG_DIR / CONFIG_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        out = json.loads(text)
+    except ValueError as exc:
+        raise SettingsMismatch(f"{path}: not valid JSON ({exc}); pass overwrite=True "
+                               "(--overwrite) to record the settings afresh") from None
+    if not isinstance(out, dict):
+        raise SettingsMismatch(f"{path}: expected a JSON object")
+    return out
+
+
+def recorded_config(dataset_root: str | Path) -> WGANConfig | None:
+    """The settings recorded in ``augment_logs/config.json`` (execution settings at their
+    defaults), or None when there is no such file."""
+    recorded = read_config(dataset_root)
+    if recorded is None:
+        return None
+    where = str(Path(dataset_root) / LOG_DIR / CONFIG_FILE)
+    if not isinstance(recorded.get("settings"), dict):
+        raise SettingsMismatch(f"{where}: no 'settings' (written by an older version); pass "
+                               "overwrite=True (--overwrite) to record the settings afresh")
+    return build(WGANConfig, overrides=recorded["settings"], where=where)
+
+
+def augmentation_info(dataset_root: str | Path) -> dict[str, Any] | None:
+    """``{"images": n, "of": N, "select": ...}``: how many training images have fakes in
+    ``train_aug.json``, of how many, chosen how; None when nothing was recorded."""
+    recorded = read_config(dataset_root)
+    if recorded is None or "images" not in recorded:
+        return None
+    return {"images": recorded["images"], "of": recorded["of"], "select": recorded["select"]}
+
+
+def _diff(old: dict[str, Any], new: dict[str, Any]) -> str:
+    keys = [k for k in new if old.get(k, "(not recorded)") != new[k]]
+    keys += [k for k in old if k not in new]
+    return "; ".join(f"{k}: recorded {old.get(k, '(not recorded)')}, now "
+                     f"{new.get(k, '(none)')}" for k in keys)
+
+
+def _check_and_record(root: Path, config: WGANConfig, names: Sequence[str],
+                      targets: np.ndarray, overwrite: bool, alone: bool) -> None:
+    """Refuse settings other than the recorded ones (unless ``overwrite``, and then only
+    when no other augmentation process runs here); record the new ones. Call under the lock."""
+    path = root / LOG_DIR / CONFIG_FILE
+    wanted = job_settings(config)
+    try:
+        recorded = read_config(root)
+    except SettingsMismatch:
+        if not overwrite:
+            raise
+        recorded = {"settings": "(unreadable)"}
+    if recorded is not None:
+        old = recorded.get("settings")
+        old = old if isinstance(old, dict) else {k: v for k, v in recorded.items()
+                                                 if k in wanted}  # an older, flat config.json
+        if old == wanted:
+            return
+        if not overwrite:
+            raise SettingsMismatch(
+                f"{path}: the fakes here were made with other settings ({_diff(old, wanted)}); "
+                "rerun with the recorded settings, or pass overwrite=True (--overwrite) to "
+                "redo the selected images with the new ones")
+        if not alone:
+            raise SettingsMismatch(
+                f"{path}: another augmentation process is running in {root} with the recorded "
+                f"settings ({_diff(old, wanted)}); wait for it or stop it before overwriting")
+    elif not overwrite:
+        made = [n for n in names if has_fakes(root, n)]
+        if made:
+            raise SettingsMismatch(
+                f"{path} is missing, but {root / 'images'} holds the fakes of {len(made)} "
+                f"training images (e.g. {aug_names(made[0])[0]}) made elsewhere or by an older "
+                "version, with unknown settings; pass overwrite=True (--overwrite) to redo them")
+    _write_config(root, config, names, targets)
+
+
+def _write_config(root: Path, config: WGANConfig, names: Sequence[str],
+                  targets: np.ndarray) -> tuple[list[str], list[str]]:
+    """Record ``config`` in ``augment_logs/config.json`` with the counts; returns
+    ``(selected, done)`` (``done``: selected and made with these settings, training order)."""
+    selected = selection_order(names, targets, config.select, config.seed)[: config.limit]
+    chosen = set(selected)
+    config_hash = settings_hash(config)
+    done = [n for n in names if n in chosen and is_done(root, n, config_hash)]
+    atomic_write_json(root / LOG_DIR / CONFIG_FILE, {
+        "images": len(done), "of": len(names), "select": config.select,
+        "limit": config.limit, "selected": len(selected), "settings_hash": config_hash,
+        "settings": job_settings(config),
+    })
+    return selected, done
+
+
+# --------------------------------------------------------------------------- concurrency
+
+
+class _Presence:
+    """A shared ``flock`` on ``augment_logs/.running`` held by every augmentation process of a
+    dataset for its whole job (the OS drops it when the process dies). Taking it exclusively
+    (under the lock, without waiting) tells whether any other such process is alive."""
+
+    def __init__(self, root: Path):
+        path = root / LOG_DIR / PRESENCE_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = open(path, "a+")  # noqa: SIM115 - closed in close()
+
+    def alone(self) -> bool:
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def share(self) -> None:
+        fcntl.flock(self.handle, fcntl.LOCK_SH)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            fcntl.flock(self.handle, fcntl.LOCK_UN)
+        self.handle.close()
+
+
+#: temporary files of lib.utils' atomic writes (``.<name>.<random>.tmp``, and atomic_save's
+#: ``.<name>.<random><suffix>``) of the files augment writes
+_TEMP_NAMES = {
+    "images": re.compile(r"^\..+_aug(_hor_flip|_rot_90)?\.jpeg\.[^.]+\.tmp$"),
+    LOG_DIR: re.compile(r"^\..+\.(csv|json)\.[^.]+\.(tmp|csv|json)$"),
+}
+
+
+def _remove_stale_temps(root: Path, alone: bool) -> int:
+    """Remove the temporary files an interrupted save left behind: all of them when no other
+    augmentation process runs here, else those older than :data:`STALE_TEMP_SECONDS`."""
+    removed = 0
+    now = time.time()
+    candidates = [p for folder, pattern in _TEMP_NAMES.items() if (root / folder).is_dir()
+                  for p in (root / folder).rglob(".*") if pattern.match(p.name)]
+    candidates += [p for p in root.glob(f".{TRAIN_AUG_FILE}.*.tmp")]
+    for path in candidates:
+        with contextlib.suppress(FileNotFoundError):
+            if alone or now - path.stat().st_mtime > STALE_TEMP_SECONDS:
+                path.unlink()
+                removed += 1
+    return removed
+
+
+def _lock(root: Path):
+    return file_lock(root / LOG_DIR / LOCK_FILE, "ML-WGAN augmentation", wait=True)
+
+
+# --------------------------------------------------------------------------- dataset run
+
+
+def write_train_aug(dataset_root: str | Path) -> Path:
+    """(Re)build ``train_aug.json`` from the selected training images whose fakes were made
+    with the recorded settings, in training order (deterministic whatever the shards did),
+    and update the counts of ``augment_logs/config.json``; under the lock."""
+    root = Path(dataset_root)
+    labels, names, targets = training_order(root)
     # scan and write under one lock: a shard finishing later never loses to a stale scan
-    with _lock(root / LOG_DIR / ".train_aug.lock"):
+    with _lock(root):
+        config = recorded_config(root)
+        if config is None:
+            raise FileNotFoundError(f"{root / LOG_DIR / CONFIG_FILE}: no recorded settings "
+                                    "(run `python -m lib augment` first)")
+        _, done = _write_config(root, config, names, targets)
+        done_set = set(done)
         samples = []
         for name, row in zip(names, targets, strict=True):
-            if is_done(root, name):
+            if name in done_set:
                 image_labels = [labels[j] for j in np.flatnonzero(row)]
                 samples += [{"image_name": aug, "image_labels": image_labels}
                             for aug in aug_names(name)]
         return atomic_write_json(root / TRAIN_AUG_FILE, {"labels": labels, "samples": samples})
-
-
-def _annotations(root: Path) -> tuple[list[str], list[str], np.ndarray]:
-    from lib.data import load_dataset
-
-    ds = load_dataset(root, check_images=False, val_fraction=0.0)
-    return ds.labels, list(ds.splits["train"].names), ds.splits["train"].targets
-
-
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _check_config(root: Path, settings: dict[str, Any], names: list[str],
-                  overwrite: bool) -> None:
-    path = root / LOG_DIR / CONFIG_FILE
-    if path.is_file() and not overwrite:
-        old = json.loads(path.read_text(encoding="utf-8"))
-        if old != settings and any(is_done(root, n) for n in names):
-            diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
-            raise ValueError(f"{path}: the existing fakes were made with other settings "
-                             f"(old, new): {diff}; pass overwrite=True (--overwrite) to redo them")
-    atomic_write_json(path, settings)
 
 
 def parse_shard(value: str | Sequence[int]) -> tuple[int, int]:
@@ -465,51 +762,79 @@ def parse_shard(value: str | Sequence[int]) -> tuple[int, int]:
     return index, count
 
 
-def augment(dataset_root: str | Path, *, iterations: int = REFERENCE_ITERATIONS,
-            batch_images: int = 8, image_size: str | Sequence[int] = REFERENCE_SIZE,
-            width: int = REFERENCE_WIDTH, batch_size: int = 1, lr: float = 2e-4,
-            crop_border: int = REFERENCE_CROP_BORDER, limit: int | None = None,
-            shard: str | Sequence[int] = (0, 1), seed: int = 0, device: str = "cpu",
-            threads: int | None = 1, overwrite: bool = False,
-            progress: bool = True) -> dict[str, Any]:
-    """Write the three fakes of every (pending) training image and ``train_aug.json``.
+def augment(dataset_root: str | Path, config: WGANConfig | None = None, *,
+            shard: str | Sequence[int] = (0, 1), overwrite: bool = False, progress: bool = True,
+            preset: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """Write the three fakes of every pending selected training image and ``train_aug.json``.
 
-    Images are taken in ``train.json`` order, the first ``limit`` of them, and of those the
-    shard ``I/N`` takes ``I::N``; images whose three fakes exist are skipped (resume), K =
-    ``batch_images`` are trained at once. Per image, the loss curves go to
-    ``DATA_DIR/augment_logs/<stem>.csv`` (columns ``iteration``, ``critic_loss``,
-    ``generator_loss``); the settings to ``augment_logs/config.json``. Returns a summary.
+    ``config`` holds every setting; without it, ``lib.config.build(WGANConfig, PRESETS,
+    preset, overrides)`` makes one (``preset`` None: the reference defaults). The images are
+    ``select``-ed, the first ``limit`` kept, and shard ``I/N`` takes ``I::N`` of them; an image
+    whose fakes were made with these settings is skipped (resume) unless ``overwrite``; K =
+    ``batch_images`` are trained at once. Settings other than those recorded in
+    ``augment_logs/config.json`` are refused (:class:`SettingsMismatch`) unless ``overwrite``.
+    Per image, the loss curves go to ``augment_logs/<stem>.csv`` (``iteration``,
+    ``critic_loss``, ``generator_loss``). Returns a summary (``images`` augmented ``of`` the
+    training images: all shards so far, with these settings).
 
     ``threads``: torch intra-op threads while training on the CPU (restored afterwards;
-    None leaves torch's setting). The default 1 is deliberate: these small grouped
+    None leaves torch's setting). The reference's 1 is deliberate: these small grouped
     convolutions gain little from a second thread and lose a lot when the cores are
     shared, so use more cores by running shards as separate processes."""
+    if config is None:
+        config = build(WGANConfig, PRESETS, preset, overrides, where="lib.wgan.augment")
+    elif overrides or preset is not None:
+        raise ConfigError("lib.wgan.augment: pass either a WGANConfig or preset/overrides, "
+                          f"not both (got config and {sorted(overrides) or ['preset']})")
     root = Path(dataset_root)
-    config = WGANConfig(iterations=iterations, image_size=image_size, width=width,
-                        batch_size=batch_size, lr=lr, crop_border=crop_border)
     index, count = parse_shard(shard)
-    if batch_images < 1:
-        raise ValueError(f"batch_images must be positive, got {batch_images}")
-    labels, names, _ = training_order(root)
-    selected = names if limit is None else names[: int(limit)]
-    mine = selected[index::count]
-    settings = {**asdict(config), "seed": int(seed)}
-    settings["image_size"] = list(config.image_size)
-    settings["betas"] = list(config.betas)
-    _check_config(root, settings, selected, overwrite)
-    pending = [n for n in mine if overwrite or not is_done(root, n)]
+    labels, names, targets = training_order(root)
+    config_hash = settings_hash(config)
+    with contextlib.ExitStack() as stack:
+        presence = _Presence(root)
+        stack.callback(presence.close)
+        with _lock(root):
+            alone = presence.alone()
+            removed = _remove_stale_temps(root, alone)
+            _check_and_record(root, config, names, targets, overwrite, alone)
+            presence.share()
+            selected = selection_order(names, targets, config.select, config.seed)
+            selected = selected[: config.limit]
+            mine = selected[index::count]
+            pending = [n for n in mine if overwrite or not is_done(root, n, config_hash)]
+        trained, seconds = _train_pending(root, pending, config, f"{index}/{count}", progress)
+    out = write_train_aug(root)
+    info = read_config(root) or {}
+    return {
+        "dataset": paths.portable(root), "shard": f"{index}/{count}", "select": config.select,
+        "images": info.get("images"), "of": len(names), "selected": len(selected),
+        "images_in_shard": len(mine), "skipped_done": len(mine) - len(pending),
+        "trained": trained, "seconds": round(seconds, 2),
+        "images_per_hour": round(3600 * trained / seconds, 1) if trained else None,
+        "train_aug_entries": 3 * (info.get("images") or 0), "train_aug": paths.portable(out),
+        "settings_hash": config_hash, "stale_temps_removed": removed,
+        "image_size": f"{config.image_size[0]}x{config.image_size[1]}", "width": config.width,
+        "iterations": config.iterations, "batch_images": config.batch_images,
+        "device": config.device, "labels": len(labels),
+    }
+
+
+def _train_pending(root: Path, pending: list[str], config: WGANConfig, shard: str,
+                   progress: bool) -> tuple[int, float]:
+    """Train and save the fakes of ``pending``, K at a time; ``(trained, seconds)``."""
     from lib.data import read_image
 
     for name in tqdm(pending, desc="checking images", leave=False, disable=not progress):
         read_image(root / "images" / name)  # DatasetError naming a missing/unreadable image
-
+    record = {"settings_hash": settings_hash(config), "settings": fake_settings(config)}
     start = time.perf_counter()
     trained = 0
-    cpu_threads = threads if torch.device(device).type == "cpu" else None
-    with _threads(cpu_threads), tqdm(total=len(pending), desc=f"ML-WGAN shard {index}/{count}",
+    cpu_threads = config.threads if torch.device(config.device).type == "cpu" else None
+    k_max = config.batch_images
+    with _threads(cpu_threads), tqdm(total=len(pending), desc=f"ML-WGAN shard {shard}",
                                      unit="img", disable=not progress) as bar:
-        for b in range(0, len(pending), batch_images):
-            batch = pending[b: b + batch_images]
+        for b in range(0, len(pending), k_max):
+            batch = pending[b: b + k_max]
             images = torch.stack([_load(root, n, config) for n in batch])
             done_before = bar.n
 
@@ -521,26 +846,14 @@ def augment(dataset_root: str | Path, *, iterations: int = REFERENCE_ITERATIONS,
                                     refresh=False)
                     bar.refresh()
 
-            result = train_group(images, [image_seed(seed, n) for n in batch], config,
-                                 device=device, on_iteration=tick)
+            result = train_group(images, [image_seed(config.seed, n) for n in batch], config,
+                                 on_iteration=tick)
             for j, name in enumerate(batch):
-                _save_image_outputs(root, name, result, j)
+                _save_image_outputs(root, name, result, j, {"image": name, **record})
             trained += len(batch)
             bar.n = done_before + len(batch)
             bar.refresh()
-    seconds = time.perf_counter() - start
-    out = write_train_aug(root)
-    entries = len(json.loads(out.read_text(encoding="utf-8"))["samples"])
-    return {
-        "dataset": str(root), "shard": f"{index}/{count}", "images_selected": len(selected),
-        "images_in_shard": len(mine), "skipped_done": len(mine) - len(pending),
-        "trained": trained, "seconds": round(seconds, 2),
-        "images_per_hour": round(3600 * trained / seconds, 1) if trained else None,
-        "train_aug_entries": entries, "train_aug": str(out),
-        "image_size": f"{config.image_size[0]}x{config.image_size[1]}", "width": config.width,
-        "iterations": config.iterations, "batch_images": batch_images, "device": str(device),
-        "labels": len(labels),
-    }
+    return trained, time.perf_counter() - start
 
 
 @contextlib.contextmanager
@@ -561,15 +874,36 @@ def _load(root: Path, name: str, config: WGANConfig) -> torch.Tensor:
     return preprocess(read_image(root / "images" / name), config.image_size, config.crop_border)
 
 
-def _save_image_outputs(root: Path, name: str, result: GroupResult, j: int) -> None:
-    """Loss log first, then the three fakes (the last file written marks the image done)."""
+def _save_image_outputs(root: Path, name: str, result: GroupResult, j: int,
+                        record: dict[str, Any]) -> None:
+    """The last fake of a redone image goes first; then the loss log, the settings record
+    and the three fakes: the last file written marks the image done, with these settings."""
+    fakes = aug_names(name)
+    (root / "images" / fakes[-1]).unlink(missing_ok=True)
     log = pd.DataFrame({"iteration": np.arange(len(result.critic_loss)),
                         "critic_loss": result.critic_loss[:, j],
                         "generator_loss": result.generator_loss[:, j]})
     atomic_save(_log_path(root, name), lambda p: log.to_csv(p, index=False))
+    atomic_write_json(_record_path(root, name), record)
     variants = fake_variants([result.fakes[i, j] for i in range(3)])
-    for aug, array in zip(aug_names(name), variants, strict=True):
+    for aug, array in zip(fakes, variants, strict=True):
         atomic_write_bytes(root / "images" / aug, jpeg_bytes(array))
+
+
+# --------------------------------------------------------------------------- reading results
+
+
+def done_images(dataset_root: str | Path) -> list[str]:
+    """The selected training images (training order) whose fakes were made with the recorded
+    settings: those of ``train_aug.json`` once it is rebuilt; [] when nothing is recorded."""
+    root = Path(dataset_root)
+    config = recorded_config(root)
+    if config is None:
+        return []
+    _, names, targets = training_order(root)
+    chosen = set(selection_order(names, targets, config.select, config.seed)[: config.limit])
+    config_hash = settings_hash(config)
+    return [n for n in names if n in chosen and is_done(root, n, config_hash)]
 
 
 def load_logs(dataset_root: str | Path, names: Sequence[str] | None = None) -> pd.DataFrame:
@@ -577,7 +911,7 @@ def load_logs(dataset_root: str | Path, names: Sequence[str] | None = None) -> p
     column, in training order."""
     root = Path(dataset_root)
     if names is None:
-        _, names, _ = _annotations(root)
+        _, names, _ = training_order(root)
     frames = []
     for name in names:
         path = _log_path(root, name)
@@ -589,59 +923,86 @@ def load_logs(dataset_root: str | Path, names: Sequence[str] | None = None) -> p
         ["image", "iteration", "critic_loss", "generator_loss"]]
 
 
-def done_images(dataset_root: str | Path) -> list[str]:
-    """Training images (training order) whose three fakes exist."""
+def augmentation_coverage(dataset_root: str | Path) -> pd.DataFrame:
+    """Per label: ``train_images`` (training images carrying it), ``augmented_images`` (those
+    of them whose fakes ``train_aug.json`` lists) and their ``share`` (NaN for a label without
+    training images); rarest labels first, ties by name."""
     root = Path(dataset_root)
-    _, names, _ = _annotations(root)
-    return [n for n in names if is_done(root, n)]
+    labels, names, targets = training_order(root)
+    sources: set[str] = set()
+    path = root / TRAIN_AUG_FILE
+    if path.is_file():
+        suffix = f"{AUG_SUFFIXES[0]}.jpeg"
+        listed = json.loads(path.read_text(encoding="utf-8")).get("samples", [])
+        sources = {s["image_name"][: -len(suffix)] for s in listed
+                   if str(s.get("image_name", "")).endswith(suffix)}
+    has = np.array([str(PurePosixPath(n).with_suffix("")) in sources for n in names], dtype=bool)
+    carries = np.asarray(targets, dtype=bool)
+    n_train = carries.sum(axis=0)
+    n_aug = carries[has].sum(axis=0) if len(names) else np.zeros(len(labels), dtype=int)
+    share = np.divide(n_aug, n_train, out=np.full(len(labels), np.nan), where=n_train > 0)
+    table = pd.DataFrame({"label": labels, "train_images": n_train.astype(int),
+                          "augmented_images": n_aug.astype(int), "share": share})
+    return table.sort_values(["train_images", "label"], kind="stable").reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------- CLI
 
 
-def augment_main(argv: list[str]) -> int:
-    """``python -m lib augment DATA_DIR ...``."""
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m lib augment`` parser: one option per :class:`WGANConfig` field."""
     parser = argparse.ArgumentParser(
         prog="python -m lib augment",
-        description="ML-WGAN augmentation: three fakes per training image and train_aug.json "
-                    "(resumable: done images are skipped; shard with --shard I/N).")
-    parser.add_argument("data", help="dataset folder (Corel-5k JSON format)")
-    parser.add_argument("--iterations", type=int, default=REFERENCE_ITERATIONS)
-    parser.add_argument("--batch-images", type=int, default=8,
-                        help="K images trained at once as one grouped network")
-    parser.add_argument("--image-size", default="128x192", help="HxW of the fakes")
-    parser.add_argument("--width", type=int, default=REFERENCE_WIDTH,
-                        help="base channel width w (generator 16w-8w-4w-2w-w at 128x192)")
-    parser.add_argument("--batch-size", type=int, default=1,
-                        help="copies of the image per step (reference 1)")
-    parser.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate")
-    parser.add_argument("--crop-border", type=int, default=REFERENCE_CROP_BORDER,
-                        help="pixels cut from every side after the aspect crop (0: none)")
-    parser.add_argument("--limit", type=int, default=None, help="first N training images")
+        description="ML-WGAN augmentation: three fakes per selected training image and "
+                    "train_aug.json (resumable: images done with the same settings are skipped; "
+                    "shard with --shard I/N).")
+    parser.add_argument("data", help="dataset folder or name (Corel-5k JSON format)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="default",
+                        help="settings to start from (default: default, the embedded "
+                             "configuration; corel5k: the reference recipe); the options "
+                             "given below override it")
+    add_arguments(parser, WGANConfig)
     parser.add_argument("--shard", default="0/1", help="I/N: this process takes images I::N")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:I, ...")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads on the CPU (default 1; use shards for more cores)")
-    parser.add_argument("--overwrite", action="store_true", help="redo images already done")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="redo the selected images, recording these settings even when "
+                             "they differ from the recorded ones")
     parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    from lib.paths import dataset_dir
+    return parser
 
-    summary = augment(dataset_dir(args.data), iterations=args.iterations,
-                      batch_images=args.batch_images, image_size=args.image_size,
-                      width=args.width, batch_size=args.batch_size, lr=args.lr,
-                      crop_border=args.crop_border,
-                      limit=args.limit, shard=args.shard, seed=args.seed, device=args.device,
-                      threads=args.threads or None, overwrite=args.overwrite,
-                      progress=not args.no_progress)
+
+def config_from_args(args: argparse.Namespace) -> WGANConfig:
+    """The preset of ``args`` overridden by the options the user typed."""
+    return build(WGANConfig, PRESETS, args.preset, given(args, WGANConfig),
+                 where="python -m lib augment")
+
+
+def augment_main(argv: list[str]) -> int:
+    """``python -m lib augment DATA_DIR ...``."""
+    from lib.data import DatasetError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args)
+        shard = parse_shard(args.shard)
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        summary = augment(paths.dataset_dir(args.data), config, shard=shard,
+                          overwrite=args.overwrite, progress=not args.no_progress)
+    except (SettingsMismatch, DatasetError) as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps(summary, indent=2))
     return 0
 
 
 __all__ = [
-    "AUG_SUFFIXES", "GroupResult", "WGANConfig", "architecture", "augment", "augment_main",
-    "aug_names", "build_critic", "build_generator", "crop_box", "done_images", "fake_variants",
-    "image_seed", "init_grouped", "load_logs", "parse_shard", "parse_size", "preprocess",
-    "train_group", "write_train_aug",
+    "AUG_SUFFIXES", "PRESETS", "SELECTIONS", "GroupResult", "SettingsMismatch", "WGANConfig",
+    "architecture", "aug_names", "augment", "augment_main", "augmentation_coverage",
+    "augmentation_info", "build_critic", "build_generator", "build_parser", "config_from_args",
+    "crop_box", "done_images", "fake_settings", "fake_variants", "has_fakes", "image_seed",
+    "init_grouped", "is_done", "job_settings", "load_logs", "parse_shard", "parse_size",
+    "preprocess", "read_config", "recorded_config", "recorded_hash", "select_images",
+    "selection_order", "settings_hash", "train_group", "training_order", "write_train_aug",
 ]

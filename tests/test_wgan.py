@@ -1,10 +1,16 @@
-"""ML-WGAN augmentation (SPEC 3): architecture, grouped == separate, preprocessing, outputs,
-resume and sharding."""
+"""ML-WGAN augmentation (docs/method.md, "ML-WGAN augmentation"): architecture, grouped ==
+separate, preprocessing, settings and presets, outputs, selection and coverage, resume,
+sharding, and settings that must never mix (interrupted overwrites, shards with other
+settings, stale temporary files)."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
+import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -13,17 +19,29 @@ import torch
 from PIL import Image
 from torch import nn
 
+from lib import config as config_lib
 from lib import wgan
 from lib.data import DatasetError, load_dataset
 
-TINY = {"iterations": 3, "image_size": "16x24", "width": 4, "crop_border": 0,
-        "progress": False}
+#: tiny settings: reference defaults (select=first) but 3 iterations of 16x24 fakes
+TINY = {"iterations": 3, "image_size": "16x24", "width": 4, "crop_border": 0}
+QUIET = {"progress": False}
 
 
 def _copy(tiny_scenes: Path, tmp_path: Path) -> Path:
     out = tmp_path / "scenes"
     shutil.copytree(tiny_scenes, out)
     return out
+
+
+def _train_samples(root: Path) -> list[dict]:
+    return json.loads((root / "train.json").read_text())["samples"]
+
+
+def _fakes(root: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((root / "images").glob("*_aug*.jpeg"))}
+
+
 
 
 def _convs(model: nn.Module) -> list[nn.Module]:
@@ -33,15 +51,15 @@ def _convs(model: nn.Module) -> list[nn.Module]:
 # ------------------------------------------------------------------ architecture
 
 
-def test_reference_architecture_matches_spec():
+def test_reference_architecture():
     gen = wgan.build_generator((128, 192), 64)
     convs = _convs(gen)
     assert [c.out_channels for c in convs] == [1024, 512, 256, 128, 64, 3]
     assert convs[0].in_channels == 100 and convs[0].kernel_size == (4, 6)
     assert all(c.kernel_size == (4, 4) and c.stride == (2, 2) for c in convs[1:])
     assert isinstance(list(gen)[-1], nn.Tanh)
-    crit = build = wgan.build_critic((128, 192), 64)
-    convs = _convs(build)
+    crit = wgan.build_critic((128, 192), 64)
+    convs = _convs(crit)
     assert [c.out_channels for c in convs] == [64, 128, 256, 512, 1024, 1]
     assert convs[-1].kernel_size == (4, 6)
     slopes = {m.negative_slope for m in crit.modules() if isinstance(m, nn.LeakyReLU)}
@@ -155,16 +173,70 @@ def test_fake_variants_flip_and_rotate():
     np.testing.assert_array_equal(rotated[2, 0], plain[1, 2])
 
 
+# ------------------------------------------------------------------ settings
+
+
+def test_config_defaults_are_the_reference_recipe_and_presets_are_partial():
+    ref = wgan.WGANConfig()
+    # the reference recipe, spelled out independently (docs/method.md, "ML-WGAN augmentation")
+    assert (ref.iterations, ref.image_size, ref.width, ref.lr, ref.betas) == \
+        (1001, (128, 192), 64, 2e-4, (0.5, 0.999))
+    assert (ref.critic_steps, ref.gp_weight, ref.flip_prob, ref.crop_border, ref.batch_size,
+            ref.noise_dim) == (5, 10.0, 0.1, 3, 1, 100)
+    assert (ref.select, ref.limit) == ("first", None)
+    assert set(wgan.PRESETS) == {"default", "corel5k"}
+    assert config_lib.build(wgan.WGANConfig, wgan.PRESETS, "corel5k") == ref
+    small = config_lib.build(wgan.WGANConfig, wgan.PRESETS, "default", {"seed": 3})
+    # notebook 03's embedded default
+    assert (small.iterations, small.image_size, small.width, small.lr, small.crop_border,
+            small.limit, small.batch_images, small.select, small.seed) == \
+        (500, (32, 32), 16, 1e-3, 0, 16, 16, "rare", 3)
+    # the user wins over the preset, even with the dataclass default
+    assert config_lib.build(wgan.WGANConfig, wgan.PRESETS, "default",
+                            {"limit": None, "lr": 2e-4}).limit is None
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"iterations": 2}, "iterations"), ({"select": "rarest"}, "select"),
+    ({"image_size": "15x24"}, "image_size"), ({"limit": 0}, "limit"),
+    ({"widht": 8}, "widht"), ({"device": "gpu0"}, "device"), ({"betas": [0.5, 1.0]}, "betas"),
+])
+def test_bad_settings_are_config_errors_naming_the_setting(overrides, message):
+    with pytest.raises(config_lib.ConfigError, match=message):
+        config_lib.build(wgan.WGANConfig, wgan.PRESETS, "default", overrides)
+
+
+def test_cli_options_override_only_what_is_given():
+    parser = wgan.build_parser()
+    args = parser.parse_args(["data/x", "--width", "8", "--limit", "none",
+                              "--image-size", "16", "24"])
+    assert wgan.config_from_args(args) == config_lib.build(
+        wgan.WGANConfig, wgan.PRESETS, "default", {"width": 8, "limit": None,
+                                                   "image_size": (16, 24)})
+    args = parser.parse_args(["data/x", "--preset", "corel5k", "--device", "cuda:1"])
+    assert wgan.config_from_args(args) == wgan.WGANConfig(device="cuda:1")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["data/x", "--select", "often"])
+
+
+def test_augment_takes_a_config_or_overrides_not_both(tiny_scenes):
+    with pytest.raises(config_lib.ConfigError, match="not both"):
+        wgan.augment(tiny_scenes, wgan.WGANConfig(), width=8)
+    with pytest.raises(config_lib.ConfigError, match="widht"):
+        wgan.augment(tiny_scenes, widht=8)
+
+
 # ------------------------------------------------------------------ dataset runs
 
 
-def test_outputs_match_spec_and_corel_format(tiny_scenes, tmp_path, corel_dir):
+def test_outputs_match_the_corel_format(tiny_scenes, tmp_path, corel_dir):
     root = _copy(tiny_scenes, tmp_path)
-    summary = wgan.augment(root, batch_images=2, limit=4, **TINY)
+    summary = wgan.augment(root, batch_images=2, limit=4, **TINY, **QUIET)
     assert summary["trained"] == 4 and summary["train_aug_entries"] == 12
+    assert (summary["images"], summary["of"], summary["select"]) == (4, 96, "first")
     ours = json.loads((root / "train_aug.json").read_text())
     corel = json.loads((corel_dir / "train_aug.json").read_text())
-    train = json.loads((root / "train.json").read_text())["samples"][:4]
+    train = _train_samples(root)[:4]
     corel_train = json.loads((corel_dir / "train.json").read_text())["samples"]
     # Corel: three entries per training image, train.json order, the image's labels
     assert len(corel["samples"]) == 3 * len(corel_train)
@@ -193,31 +265,36 @@ def test_outputs_match_spec_and_corel_format(tiny_scenes, tmp_path, corel_dir):
     logs = wgan.load_logs(root)
     assert len(logs) == 4 * 3 and set(logs["image"]) == {s["image_name"] for s in train}
     assert np.isfinite(logs[["critic_loss", "generator_loss"]].to_numpy()).all()
+    recorded = json.loads((root / "augment_logs" / "config.json").read_text())
+    assert (recorded["images"], recorded["of"], recorded["select"]) == (4, 96, "first")
+    assert recorded["settings"]["width"] == 4 and "device" not in recorded["settings"]
+    assert wgan.augmentation_info(root) == {"images": 4, "of": 96, "select": "first"}
 
 
 def test_second_run_does_no_work(tiny_scenes, tmp_path, monkeypatch):
     root = _copy(tiny_scenes, tmp_path)
     threads = torch.get_num_threads()
-    wgan.augment(root, batch_images=3, limit=3, **{**TINY, "threads": threads + 1})
+    wgan.augment(root, batch_images=3, limit=3, **{**TINY, "threads": threads + 1}, **QUIET)
     assert torch.get_num_threads() == threads  # restored
-    before = {p.name: p.read_bytes() for p in (root / "images").glob("*_aug*.jpeg")}
+    before = _fakes(root)
     assert len(before) == 9
 
     def fail(*args, **kwargs):
         raise AssertionError("trainer called on a finished dataset")
 
     monkeypatch.setattr(wgan, "train_group", fail)
-    summary = wgan.augment(root, batch_images=3, limit=3, **TINY)
+    # batch_images, threads and device do not change the fakes: not a settings change
+    summary = wgan.augment(root, batch_images=1, limit=3, **TINY, **QUIET)
     assert summary["trained"] == 0 and summary["skipped_done"] == 3
-    assert {p.name: p.read_bytes() for p in (root / "images").glob("*_aug*.jpeg")} == before
-    with pytest.raises(ValueError, match="config.json"):
-        wgan.augment(root, batch_images=3, limit=3, **{**TINY, "iterations": 4})
+    assert _fakes(root) == before
+    with pytest.raises(wgan.SettingsMismatch, match="config.json.*iterations: recorded 3, now 4"):
+        wgan.augment(root, batch_images=3, limit=3, **{**TINY, "iterations": 4}, **QUIET)
 
 
 def test_two_shards_equal_one_run(tiny_scenes, tmp_path):
     one = _copy(tiny_scenes, tmp_path / "one")
     two = _copy(tiny_scenes, tmp_path / "two")
-    args = ["--iterations", "3", "--image-size", "16x24", "--width", "4", "--crop-border", "0",
+    args = ["--iterations", "3", "--image-size", "16", "24", "--width", "4", "--crop-border", "0",
             "--limit", "6", "--batch-images", "3", "--no-progress"]
     assert wgan.augment_main([str(one), *args]) == 0
     # the second shard finishes first: train_aug.json still follows the training order
@@ -226,25 +303,215 @@ def test_two_shards_equal_one_run(tiny_scenes, tmp_path):
     assert len(partial) == 9
     assert wgan.augment_main([str(two), *args, "--shard", "0/2"]) == 0
     assert (one / "train_aug.json").read_bytes() == (two / "train_aug.json").read_bytes()
-    fakes = sorted(p.name for p in (one / "images").glob("*_aug*.jpeg"))
+    assert (one / "augment_logs" / "config.json").read_bytes() == \
+        (two / "augment_logs" / "config.json").read_bytes()
+    fakes = _fakes(one)
     assert len(fakes) == 18
-    assert fakes == sorted(p.name for p in (two / "images").glob("*_aug*.jpeg"))
-    for name in fakes:
-        assert (one / "images" / name).read_bytes() == (two / "images" / name).read_bytes(), name
+    assert fakes == _fakes(two)
 
 
 def test_corrupt_image_is_reported_by_name(tiny_scenes, tmp_path):
     root = _copy(tiny_scenes, tmp_path)
-    name = json.loads((root / "train.json").read_text())["samples"][1]["image_name"]
+    name = _train_samples(root)[1]["image_name"]
     (root / "images" / name).write_bytes(b"not an image at all")
     with pytest.raises(DatasetError, match=name):
-        wgan.augment(root, batch_images=2, limit=2, **TINY)
+        wgan.augment(root, batch_images=2, limit=2, **TINY, **QUIET)
 
 
-def test_bad_arguments_are_rejected(tiny_scenes):
+def test_bad_arguments_are_rejected():
     with pytest.raises(ValueError, match="shard"):
         wgan.parse_shard("2/2")
     with pytest.raises(ValueError, match="image size"):
         wgan.parse_size("12by5")
     with pytest.raises(ValueError, match="iterations"):
         wgan.WGANConfig(iterations=2, image_size=(16, 24))
+
+
+# ------------------------------------------------------------------ settings never mix
+
+
+class _Interrupt(BaseException):
+    """Stands for the user's Ctrl-C or a killed process."""
+
+
+def test_interrupted_overwrite_then_plain_rerun_continues_with_the_new_settings(
+        tiny_scenes, tmp_path, monkeypatch):
+    """`augment --overwrite --width 8` killed while saving the third image, then a plain
+    rerun: every fake ends up made with width 8, byte-identical to a fresh width-8 run."""
+    root = _copy(tiny_scenes, tmp_path / "mixed")
+    fresh = _copy(tiny_scenes, tmp_path / "fresh")
+    run = {**TINY, "limit": 4, "batch_images": 2, **QUIET}
+    wgan.augment(root, **run)                                   # width 4
+    third = wgan.aug_names(_train_samples(root)[2]["image_name"])[-1]
+    real_write = wgan.atomic_write_bytes
+
+    def dying_write(path, data):
+        if Path(path).name == third:
+            raise _Interrupt
+        return real_write(path, data)
+
+    monkeypatch.setattr(wgan, "atomic_write_bytes", dying_write)
+    with pytest.raises(_Interrupt):
+        wgan.augment(root, overwrite=True, **{**run, "width": 8})
+    monkeypatch.setattr(wgan, "atomic_write_bytes", real_write)
+    # the recorded settings are the new ones: the old settings are refused now
+    with pytest.raises(wgan.SettingsMismatch, match=r"config\.json.*width: recorded 8, now 4"):
+        wgan.augment(root, **run)
+    summary = wgan.augment(root, **{**run, "width": 8})         # plain rerun
+    # images 0 and 1 were redone before the interruption; 2 (half saved) and 3 (width 4) now
+    assert (summary["trained"], summary["skipped_done"], summary["images"]) == (2, 2, 4)
+    wgan.augment(fresh, **{**run, "width": 8})
+    assert _fakes(root) == _fakes(fresh) and len(_fakes(root)) == 12
+    assert (root / "train_aug.json").read_bytes() == (fresh / "train_aug.json").read_bytes()
+    assert json.loads((root / "augment_logs" / "config.json").read_text())["settings"]["width"] == 8
+
+
+def test_shard_with_other_settings_is_refused(tiny_scenes, tmp_path, capsys):
+    root = _copy(tiny_scenes, tmp_path)
+    args = ["--iterations", "3", "--image-size", "16", "24", "--crop-border", "0", "--limit", "4",
+            "--batch-images", "2", "--no-progress"]
+    assert wgan.augment_main([str(root), *args, "--width", "4", "--shard", "0/2"]) == 0
+    before = _fakes(root)
+    assert wgan.augment_main([str(root), *args, "--width", "8", "--shard", "1/2"]) == 2
+    err = capsys.readouterr().err
+    assert "augment_logs/config.json" in err and "width: recorded 4, now 8" in err
+    assert _fakes(root) == before and len(before) == 6          # nothing written
+    # the same settings are welcome
+    assert wgan.augment_main([str(root), *args, "--width", "4", "--shard", "1/2"]) == 0
+    assert len(_fakes(root)) == 12
+
+
+def test_overwrite_is_refused_while_another_shard_runs(tiny_scenes, tmp_path):
+    root = _copy(tiny_scenes, tmp_path)
+    run = {**TINY, "limit": 2, **QUIET}
+    wgan.augment(root, **run)
+    # another augmentation process holds its presence lock (flock: per open file)
+    with open(root / "augment_logs" / ".running", "a+") as other:
+        fcntl.flock(other, fcntl.LOCK_SH)
+        with pytest.raises(wgan.SettingsMismatch, match="another augmentation process"):
+            wgan.augment(root, overwrite=True, **{**run, "width": 8})
+        # the same settings are fine beside it
+        assert wgan.augment(root, **run)["skipped_done"] == 2
+
+
+def test_resume_after_a_kill_is_byte_identical_and_removes_stale_temporaries(
+        tiny_scenes, tmp_path, monkeypatch):
+    once = _copy(tiny_scenes, tmp_path / "once")
+    twice = _copy(tiny_scenes, tmp_path / "twice")
+    run = {**TINY, "limit": 4, "batch_images": 2, **QUIET}
+    wgan.augment(once, **run)
+    real_train = wgan.train_group
+    calls = []
+
+    def dies_on_second_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise _Interrupt
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(wgan, "train_group", dies_on_second_batch)
+    with pytest.raises(_Interrupt):
+        wgan.augment(twice, **run)
+    monkeypatch.setattr(wgan, "train_group", real_train)
+    # what a kill -9 in the middle of atomic saves leaves behind
+    stem = _train_samples(twice)[2]["image_name"].rsplit(".", 1)[0]
+    stale = [twice / "images" / f".{stem}_aug.jpeg.k2j4x9.tmp",
+             twice / "augment_logs" / f".{stem}.csv.a8s7d6.csv",
+             twice / "augment_logs" / f".{stem}.settings.json.zz91q.tmp"]
+    for path in stale:
+        path.write_bytes(b"half")
+    foreign = twice / "images" / ".someone_elses.tmp"
+    foreign.write_bytes(b"not ours")
+    summary = wgan.augment(twice, **run)
+    assert (summary["trained"], summary["skipped_done"],
+            summary["stale_temps_removed"]) == (2, 2, 3)
+    assert not any(p.exists() for p in stale) and foreign.exists()
+    assert _fakes(once) == _fakes(twice)
+    for name in ("train_aug.json", "augment_logs/config.json", f"augment_logs/{stem}.csv"):
+        assert (once / name).read_bytes() == (twice / name).read_bytes(), name
+
+
+def test_only_old_temporaries_are_removed_while_another_shard_runs(tiny_scenes, tmp_path):
+    root = _copy(tiny_scenes, tmp_path)
+    run = {**TINY, "limit": 2, **QUIET}
+    wgan.augment(root, **run)
+    young = root / "images" / ".1_aug.jpeg.young1.tmp"
+    old = root / "images" / ".1_aug_rot_90.jpeg.old123.tmp"
+    for path in (young, old):
+        path.write_bytes(b"x")
+    hours_ago = time.time() - 2 * wgan.STALE_TEMP_SECONDS
+    os.utime(old, (hours_ago, hours_ago))
+    with open(root / "augment_logs" / ".running", "a+") as other:
+        fcntl.flock(other, fcntl.LOCK_SH)   # another shard is writing: `young` may be its own
+        assert wgan.augment(root, **run)["stale_temps_removed"] == 1
+    assert young.exists() and not old.exists()
+
+
+def test_fakes_of_unknown_settings_are_refused_then_replaced_with_overwrite(
+        tiny_scenes, tmp_path):
+    """Fakes without records (made elsewhere, e.g. the reference's Corel-5k files)."""
+    root = _copy(tiny_scenes, tmp_path)
+    name = _train_samples(root)[0]["image_name"]
+    real = Image.open(root / "images" / name).convert("RGB")
+    for aug in wgan.aug_names(name):
+        real.save(root / "images" / aug, format="JPEG")
+    foreign = _fakes(root)
+    with pytest.raises(wgan.SettingsMismatch, match="made elsewhere"):
+        wgan.augment(root, limit=2, **TINY, **QUIET)
+    summary = wgan.augment(root, limit=2, overwrite=True, **TINY, **QUIET)
+    assert summary["trained"] == 2
+    assert all(_fakes(root)[k] != v for k, v in foreign.items())
+    assert Image.open(root / "images" / wgan.aug_names(name)[0]).size == (24, 16)
+
+
+# ------------------------------------------------------------------ which images
+
+
+def test_selection_orders_by_hand():
+    names = ["i0", "i1", "i2", "i3", "i4", "i5"]
+    #                a  b  c        label frequencies: a 3, b 2, c 2
+    targets = np.array([[1, 0, 0],   # i0: rarest label a (3)
+                        [0, 1, 1],   # i1: b, c (2)
+                        [0, 0, 0],   # i2: no labels -> last
+                        [1, 1, 0],   # i3: b (2)
+                        [0, 0, 1],   # i4: c (2)
+                        [1, 0, 0]])  # i5: a (3)
+    assert wgan.selection_order(names, targets, "rare", 0) == ["i1", "i3", "i4", "i0", "i5", "i2"]
+    assert wgan.selection_order(names, targets, "first", 0) == names
+    shuffled = wgan.selection_order(names, targets, "random", 0)
+    assert sorted(shuffled) == names
+    assert shuffled == wgan.selection_order(names, targets, "random", 0)
+    orders = {tuple(wgan.selection_order(names, targets, "random", s)) for s in range(6)}
+    assert len(orders) > 1
+
+
+def test_rare_selection_and_coverage_against_the_json_files(tiny_scenes, tmp_path):
+    root = _copy(tiny_scenes, tmp_path)
+    samples = _train_samples(root)
+    # independently, from train.json: each image's smallest label frequency
+    frequency = Counter(label for s in samples for label in s["image_labels"])
+    key = [min((frequency[x] for x in s["image_labels"]), default=10**9) for s in samples]
+    rare = [samples[i]["image_name"] for i in sorted(range(len(samples)), key=lambda i: key[i])]
+    config = wgan.WGANConfig(**TINY, select="rare", limit=5, batch_images=5)
+    assert wgan.select_images(root, config) == rare[:5]
+    assert wgan.select_images(root, wgan.WGANConfig(**TINY, select="random", limit=3)) == \
+        wgan.select_images(root, wgan.WGANConfig(**TINY, select="random", limit=7))[:3]
+    summary = wgan.augment(root, config, progress=False)
+    assert (summary["images"], summary["of"], summary["selected"]) == (5, len(samples), 5)
+    listed = json.loads((root / "train_aug.json").read_text())["samples"]
+    chosen = set(rare[:5])
+    assert [s["image_name"] for s in listed[::3]] == [
+        s["image_name"].rsplit(".", 1)[0] + "_aug.jpeg" for s in samples
+        if s["image_name"] in chosen]                                   # training order
+    coverage = wgan.augmentation_coverage(root).set_index("label")
+    augmented = Counter(x for s in samples if s["image_name"] in chosen
+                        for x in s["image_labels"])
+    for label, n in frequency.items():
+        row = coverage.loc[label]
+        assert (row["train_images"], row["augmented_images"]) == (n, augmented[label]), label
+        assert row["share"] == pytest.approx(augmented[label] / n)
+    assert list(coverage["train_images"]) == sorted(coverage["train_images"])
+    rarest = min(frequency, key=lambda x: (frequency[x], x))
+    assert coverage.loc[rarest, "share"] > 0       # the rarest label got fakes
+    assert wgan.done_images(root) == [s["image_name"] for s in samples
+                                      if s["image_name"] in chosen]

@@ -1,4 +1,5 @@
-"""Plots of the ML-WGAN augmentation (notebook 03): real images beside their fakes, losses."""
+"""Plots of the ML-WGAN augmentation (notebook 03): real images beside their fakes, losses,
+and the share of each label's training images that have fakes."""
 
 from __future__ import annotations
 
@@ -15,19 +16,18 @@ from lib import wgan
 from lib.data import read_image
 
 
-def real_and_fakes(dataset_root: str | Path, names: Sequence[str],
-                   image_size: str | Sequence[int], crop_border: int = 0,
+def real_and_fakes(dataset_root: str | Path, names: Sequence[str], config: wgan.WGANConfig,
                    cell: float = 1.6):
-    """One row per training image: the real image as the WGAN saw it (preprocessed) and its
-    three fakes (``_aug``, ``_aug_hor_flip``, ``_aug_rot_90``)."""
+    """One row per training image: the real image as the WGAN saw it (preprocessed with
+    ``config``'s image size and crop border) and its three fakes (``_aug``,
+    ``_aug_hor_flip``, ``_aug_rot_90``)."""
     root = Path(dataset_root)
-    size = wgan.parse_size(image_size)
     columns = ["real (preprocessed)", *(s.lstrip("_") for s in wgan.AUG_SUFFIXES)]
     rows = max(len(names), 1)
     fig, axes = plt.subplots(rows, 4, figsize=(4 * cell, rows * cell), squeeze=False)
     for r, name in enumerate(names):
-        real = wgan.to_uint8(wgan.preprocess(read_image(root / "images" / name), size,
-                                             crop_border))
+        real = wgan.to_uint8(wgan.preprocess(read_image(root / "images" / name),
+                                             config.image_size, config.crop_border))
         fakes = [np.asarray(Image.open(root / "images" / aug).convert("RGB"))
                  for aug in wgan.aug_names(name)]
         for c, image in enumerate([real, *fakes]):
@@ -53,5 +53,28 @@ def loss_curves(logs: pd.DataFrame):
         ax.axhline(0, color="grey", lw=0.6)
         if network == "critic_loss":  # the first iterations' penalty dwarfs the rest
             ax.set_yscale("symlog")
+    fig.tight_layout()
+    return fig
+
+
+def coverage(table: pd.DataFrame, annotate: int = 8):
+    """Share of each label's training images that have fakes against the label's training
+    frequency (``lib.wgan.augmentation_coverage``), one point per label; the ``annotate``
+    rarest labels are listed beside it."""
+    fig, ax = plt.subplots(figsize=(7.2, 3.8))
+    shown = table.dropna(subset=["share"])
+    ax.scatter(shown["train_images"], shown["share"], s=18, alpha=0.7)
+    rarest = [f"{r.label}: {r.augmented_images}/{r.train_images}"
+              for r in shown.head(annotate).itertuples()]
+    if rarest:
+        ax.text(1.02, 1.0, "rarest labels\n(with fakes / images)\n" + "\n".join(rarest),
+                transform=ax.transAxes, va="top", fontsize=7, family="monospace")
+    if len(shown) and shown["train_images"].max() > 10 * max(shown["train_images"].min(), 1):
+        ax.set_xscale("log")
+    ax.set_xlabel("training images carrying the label")
+    ax.set_ylabel("share of them with fakes")
+    ax.set_ylim(-0.03, 1.03)
+    n_aug = int((shown["augmented_images"] > 0).sum())
+    ax.set_title(f"{n_aug} of {len(shown)} labels have fakes", fontsize=9)
     fig.tight_layout()
     return fig
