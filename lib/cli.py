@@ -28,8 +28,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "convert": ("lib.convert", "convert_main",
                 "convert a TagProp / VOC / COCO release into a dataset folder"),
     "standin": ("lib.standin", "main", "draw Corel-shaped stand-in images for annotations"),
-    "tables": ("lib.reports", "tables_main", "build the results tables from run folders"),
-    "reproduce": ("lib.reports", "reproduce_main", "run every notebook with papermill"),
+    "tables": ("lib.tables", "tables_main", "build the results tables from run folders"),
+    "reproduce": ("lib.pipeline", "reproduce_main", "run every notebook with papermill"),
 }
 
 

@@ -19,8 +19,7 @@ import pandas as pd
 from sklearn.metrics import average_precision_score
 
 from lib import metrics, paths
-from lib.runs import METRIC_BLOCKS, METRIC_KEYS, RunError, RunFolder
-from lib.stages import SEED_FOLDER
+from lib.runs import METRIC_BLOCKS, METRIC_KEYS, SEED_FOLDER, RunError, RunFolder
 
 SETTINGS = dict(zip(METRIC_BLOCKS, ("threshold 0.5", "MCC thresholds", "top-5", "top-3"),
                     strict=True))
@@ -128,11 +127,10 @@ def load_results(run: str | os.PathLike | RunFolder, split: str = "test",
                            f"test images missing {missing[:5]}")
         y_score = scores.loc[names].to_numpy()
     else:
-        from lib import training
+        from lib import inference
 
-        model, cfg = training.load_model(folder.path)
-        y_score = training.predict(model, dataset, split, image_size=cfg["image_size"],
-                                   device="cpu")
+        model, cfg = inference.load_model(folder)
+        y_score = inference.predict(model, dataset, split, config=cfg, device="cpu")
     result = folder.metrics(split, required=False)
     if result is None:
         result = {"split": split, "leaky": folder.leaky,

@@ -43,6 +43,15 @@ METRIC_KEYS = (
 )
 
 
+#: the run folder of seed n of a configuration: runs/<run>/seed-<n>/
+SEED_FOLDER = "seed-{seed}"
+
+
+def seed_dir(runs_dir: str | os.PathLike, run: str, seed: int) -> Path:
+    """The run folder of configuration ``run`` trained with ``seed``."""
+    return Path(runs_dir) / run / SEED_FOLDER.format(seed=int(seed))
+
+
 class RunError(AIAError):
     """A run folder that is missing, incomplete or malformed; names the file."""
 

@@ -39,6 +39,7 @@ from typing import Any
 
 from lib import paths
 from lib.params import ParamSet, ParamSetError, split_values
+from lib.runs import SEED_FOLDER, seed_dir  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,6 @@ KINDS = ("dataset", "augmentation", "training", "run-analysis", "all-runs-analys
 NOTEBOOK_PATTERN = re.compile(r"^\d\d_.+\.ipynb$")
 TABLES_JOB = "tables"
 #: the folder of one seed of a training configuration, under ``runs/<run>/``
-SEED_FOLDER = "seed-{seed}"
 #: the files of one run folder that analyses and tables read
 RUN_FILES = ("config.json", "metrics.json", "thresholds.json", "predictions.csv")
 
@@ -118,11 +118,6 @@ def notebook_parameters(notebook: str | os.PathLike) -> dict[str, str]:
     import papermill as pm
 
     return {name: info["default"] for name, info in pm.inspect_notebook(str(notebook)).items()}
-
-
-def seed_dir(runs_dir: Path, run: str, seed: int) -> Path:
-    """The run folder of configuration ``run`` trained with ``seed``."""
-    return runs_dir / run / SEED_FOLDER.format(seed=seed)
 
 
 def run_files(runs_dir: Path, run: str, seeds: Sequence[int]) -> list[Path]:

@@ -32,7 +32,7 @@ from lib import config as settings
 from lib import graph, losses, models, paths
 from lib.config import ConfigError, setting
 from lib.images import image_cache  # noqa: F401 - part of this module's public API
-from lib.runs import RunFolder
+from lib.runs import RunFolder, seed_dir
 from lib.thresholds import FALLBACKS
 
 log = logging.getLogger(__name__)
@@ -205,10 +205,9 @@ def train_seeds(run_name: str, dataset: str, seeds: Sequence[int], preset: str =
     if not seeds:
         raise ConfigError("seeds: give at least one seed")
     overrides = dict(overrides or {})
-    base = Path(paths.run_dir(run_name))
     configs = [build_config(preset, {**overrides, "data": str(dataset), "seed": int(seed),
                                      "run_name": Path(run_name).name,
-                                     "out": str(base / f"seed-{int(seed)}")},
+                                     "out": str(seed_dir(paths.runs_dir(), run_name, seed))},
                             where=f"run {run_name!r}") for seed in seeds]
     return [RunFolder(train(c)) for c in configs]
 

@@ -85,7 +85,7 @@ def test_notebook_05_evaluation(tiny_run, tmp_path):
 
 @pytest.mark.slow
 def test_notebook_06_tsne(tiny_run, tmp_path):
-    from lib import training
+    from lib import inference
 
     out = run_notebook("06_tsne", {"run_name": str(tiny_run), "seed": 0}, tmp_path)
     records = notebook_records(out)
@@ -94,8 +94,8 @@ def test_notebook_06_tsne(tiny_run, tmp_path):
     assert records["head"] == cfg["head"] == "gcn"
     assert records["after_kind"].startswith("GCN output W")
     assert records["tsne_perplexity"] == pytest.approx(default_perplexity(len(cfg["labels"])))
-    model, _ = training.load_model(tiny_run)
-    train = data.load_dataset(cfg["dataset"], check_images=False,
+    model, _ = inference.load_model(tiny_run)
+    train = data.load_dataset(inference.RunFolder(tiny_run).dataset, check_images=False,
                               seed=cfg["seed"]).splits["train"].targets
     before = model.net.head.label_vectors.detach().numpy()
     after = model.net.label_classifiers().detach().numpy()
