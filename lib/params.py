@@ -4,7 +4,8 @@ A parameter set is a mapping with these top-level keys (docs/CONTRACTS.md, "Note
 parameter sets"):
 
 - ``data:`` ``name:`` the dataset folder under the data root; ``synth:`` options of
-  :func:`lib.synth.generate` to draw it when missing (absent: never drawn);
+  :func:`lib.synth.generate` to draw it when missing, or ``standin:`` options of
+  :func:`lib.standin.generate_standin` (absent: never drawn);
 - ``seeds:`` the seeds every training configuration is trained with (default ``[0]``);
 - ``common:`` parameters given to every notebook that declares them;
 - one mapping per notebook stem (``03_wgan_augmentation:``): that notebook's values;
@@ -48,6 +49,7 @@ class ParamSet:
     path: Path
     data_name: str = paths.DEFAULT_DATASET
     synth: dict[str, Any] | None = None
+    standin: dict[str, Any] | None = None
     seeds: list[int] = field(default_factory=lambda: list(DEFAULT_SEEDS))
     common: dict[str, Any] = field(default_factory=dict)
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -114,15 +116,21 @@ def load_param_set(name_or_path: str | os.PathLike) -> ParamSet:
             raise ParamSetError(f"{where}: section {key!r} must be a mapping")
         pset.sections[key] = dict(value or {})
     data = raw.get("data") or {}
-    if not isinstance(data, dict) or set(data) - {"name", "synth"}:
-        raise ParamSetError(f"{where}: data: must be a mapping with name: and synth:, got "
-                            f"{data!r}")
+    if not isinstance(data, dict) or set(data) - {"name", "synth", "standin"} or \
+            {"synth", "standin"} <= set(data):
+        raise ParamSetError(f"{where}: data: must be a mapping with name: and one of synth: "
+                            f"or standin:, got {data!r}")
     pset.data_name = str(data.get("name", paths.DEFAULT_DATASET))
     if "synth" in data:
         if data["synth"] is not None and not isinstance(data["synth"], dict):
             raise ParamSetError(f"{where}: data: synth: must be a mapping of "
                                 "lib.synth.generate options")
         pset.synth = dict(data["synth"] or {})
+    if "standin" in data:
+        if not isinstance(data["standin"], dict) or "annotations" not in data["standin"]:
+            raise ParamSetError(f"{where}: data: standin: must be a mapping with annotations: "
+                                "(and seed:), options of lib.standin.generate_standin")
+        pset.standin = dict(data["standin"])
     if "seeds" in raw:
         pset.seeds = _seeds(raw["seeds"], f"{where}: seeds")
     common = raw.get("common") or {}

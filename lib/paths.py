@@ -18,8 +18,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = ROOT / "notebooks"
 PARAMS_DIR = ROOT / "params"
-#: the real Corel-5k annotation files beside the checkout (tests and notebook 01)
-SHARED_COREL5K = ROOT.parent / "shared" / "corel5k"
+#: the real Corel-5k annotation files (tests, notebook 01, stand-in data): the folder in
+#: ``AIA_COREL5K_ANNOTATIONS``, default ``../shared/corel5k`` beside the checkout
+SHARED_COREL5K = Path(os.environ.get("AIA_COREL5K_ANNOTATIONS",
+                                     ROOT.parent / "shared" / "corel5k"))
 #: name of the embedded default dataset under the data folder
 DEFAULT_DATASET = "scenes"
 

@@ -133,8 +133,9 @@ def describe_failure(job: Job, exc: BaseException, failed_copy: Path) -> str:
 
 
 def ensure_dataset(data_dir: Path, pset: ParamSet, default: bool) -> None:
-    """Draw the embedded scenes dataset when the set's own data folder is missing; any other
-    missing folder is an error saying what to do."""
+    """Draw the set's own data folder when it is missing and the set says how (the embedded
+    scenes, or Corel-shaped stand-in images); any other missing folder is an error saying what
+    to do."""
     if (data_dir / "train.json").is_file():
         return
     if default and pset.synth is not None:
@@ -143,6 +144,13 @@ def ensure_dataset(data_dir: Path, pset: ParamSet, default: bool) -> None:
         log.info("drawing the embedded dataset into %s (%s)", paths.portable(data_dir),
                  pset.synth or "defaults")
         synth.generate(data_dir, **pset.synth)
+        return
+    if default and pset.standin is not None:
+        from lib import standin
+
+        log.info("drawing stand-in images into %s (%s)", paths.portable(data_dir), pset.standin)
+        options = dict(pset.standin)
+        standin.generate_standin(options.pop("annotations"), data_dir, **options)
         return
     hint = ("run `make corel5k` (or see the README, 'Corel-5k')"
             if "corel" in data_dir.name.lower() else "pass DATA=<dataset folder>")

@@ -158,9 +158,12 @@ class Trainer:
             names += list(aug.names)
             targets = np.concatenate([targets, aug.targets])
             self.train_split = "train+train_aug"
+            from lib import wgan
+
             sources = {data.aug_source_stem(n) for n in aug.names}
+            recorded = wgan.augmentation_info(root) or {}
             self.augmentation = {"images": len(sources - {None}), "of": len(train.names),
-                                 "fakes": len(aug.names)}
+                                 "fakes": len(aug.names), "select": recorded.get("select")}
         self.eval_splits = [s for s in ("val", "test") if s in self.dataset.splits]
         # rank 0 builds the caches first; the other ranks then read them
         for turn in ([0, 1] if self.dist.world_size > 1 else [0]):

@@ -540,31 +540,33 @@ def test_label_notebooks_run_on_a_converted_coco(tmp_path):
 @pytest.mark.parametrize("name, dataset", [("voc2007", "voc2007"), ("coco2014", "coco2014"),
                                            ("iaprtc12", "iaprtc12"), ("espgame", "espgame")])
 def test_parameter_sets_of_the_converted_benchmarks(name, dataset, tmp_path):
-    """Every name is a parameter of its notebook and every run is a valid configuration."""
+    """Every run of the set is a valid configuration with the published recipe's settings."""
     import timm
 
-    from lib import reports, training
+    from lib import params, stages, training
 
-    param_set = reports.load_param_set(name)
-    assert param_set["data"]["name"] == dataset and "synth" not in param_set["data"]
-    notebooks = reports.discover_notebooks()
-    _, warnings = reports.plan(param_set, notebooks, tmp_path / "data", tmp_path / "res")
-    assert [w for w in warnings if any(nb.stem in w for nb in notebooks)] == []
-    section = dict(param_set["04_training"])
-    preset = section.pop("preset")
-    assert timm.is_model(section["backbone"])
-    for run, extra in param_set["runs"].items():
-        config = training.config_from_parameters(run, dataset, preset, **{**section, **extra})
+    pset = params.load_param_set(name)
+    assert pset.data_name == dataset and pset.synth is None
+    jobs, warnings = stages.plan(pset, stages.discover_notebooks(), tmp_path / "d",
+                                 tmp_path / "r")
+    assert warnings == []
+    configs = {j.run_name: training.build_config(j.parameters.get("preset", "default"),
+                                                 j.parameters.get("overrides", {}))
+               for j in jobs if j.run_name and stages.STAGES[j.stem].kind == "training"}
+    assert set(configs) == set(pset.runs)
+    for run, config in configs.items():
+        assert timm.is_model(config.backbone)
         assert (config.image_size, config.batch_size, config.pretrained) == (448, 32, True)
         assert config.mean is None  # never Corel's normalisation
-        assert config.embeddings == extra.get("embeddings", "glove-wiki-gigaword-300")
-    recipe = param_set["runs"][param_set["evaluate_run"]]
+        assert config.embeddings == pset.runs[run].get("embeddings", "glove-wiki-gigaword-300")
+    recipe = pset.runs[pset.evaluate_run]
+    chosen = configs[pset.evaluate_run]
     if name in ("voc2007", "coco2014"):  # ML-GCN: BCE, GCN, t = 0.4 / p = 0.25 adjacency
         assert recipe == {"loss": "bce", "head": "gcn", "adjacency": "ml-gcn"}
-        assert section["select_metric"] == "mean_average_precision"
+        assert chosen.select_metric == "mean_average_precision"
     else:
         assert recipe == {"loss": "asl", "head": "gcn"}
-        assert section["select_metric"] == "per_class_f1"
+        assert chosen.select_metric == "per_class_f1"
 
 
 def test_a_failed_conversion_leaves_nothing_behind(tmp_path):

@@ -12,7 +12,7 @@ import nbformat
 import pytest
 import yaml
 
-from lib import params, paths, pipeline, stages, stamps
+from lib import config, params, paths, pipeline, stages, stamps, training
 
 RESULTS = "pathlib.Path(os.environ['AIA_RESULTS_DIR'])"
 # a relative dataset path is relative to the repository root; notebooks run in notebooks/
@@ -337,28 +337,48 @@ def test_prepare_draws_the_default_dataset(monkeypatch, tmp_path, capsys):
     assert not (tmp_path / "results").exists()
 
 
-def has_contract_parameters(stem: str, *names: str) -> bool:
-    nb = paths.NOTEBOOKS_DIR / f"{stem}.ipynb"
-    return nb.exists() and set(names) <= set(stages.notebook_parameters(nb))
+PARAM_SETS = sorted(p.stem for p in paths.PARAMS_DIR.glob("*.yaml"))
 
 
-needs_new_notebooks = pytest.mark.skipif(
-    not (has_contract_parameters("04_training", "seeds", "overrides", "preset")
-         and has_contract_parameters("03_wgan_augmentation", "overrides", "preset")),
-    reason="notebooks 03/04 do not have the contract's parameters cells yet (lead's merge)")
+def training_configs(name: str, tmp_path) -> dict[str, training.TrainConfig]:
+    """The TrainConfig each training job of a parameter set builds (as notebook 04 does)."""
+    pset = params.load_param_set(name)
+    jobs, _ = stages.plan(pset, stages.discover_notebooks(), tmp_path / "data", tmp_path / "r")
+    return {j.run_name: training.build_config(j.parameters.get("preset", "default"),
+                                              j.parameters.get("overrides", {}))
+            for j in jobs if j.run_name and stages.STAGES[j.stem].kind == "training"}
 
 
-@needs_new_notebooks
-@pytest.mark.parametrize("name", ["smoke", "default", "corel5k"])
+@pytest.mark.parametrize("name", PARAM_SETS)
 def test_parameter_sets_match_the_notebooks(name, tmp_path):
     """Every value of params/<set>.yaml is a parameter of its notebook or a setting of the
-    notebook's settings class, and every notebook has a declared stage."""
+    notebook's settings class, every notebook has a declared stage, and every training
+    configuration is valid."""
     pset = params.load_param_set(name)
     notebooks = stages.discover_notebooks()
     jobs, warnings = stages.plan(pset, notebooks, tmp_path / "data", tmp_path / "res")
     assert warnings == []
     assert pset.evaluate_run in pset.runs
     assert {j.stem for j in jobs if j.notebook} == {nb.stem for nb in notebooks}
+    configs = training_configs(name, tmp_path)
+    assert set(configs) == set(pset.runs)
+
+
+def test_the_reference_configuration_is_one_thing(tmp_path):
+    """The yaml (corel5k.yaml through the driver), the CLI preset and the API give the same
+    300-d reference recipe; the rehearsal differs from it only in scale."""
+    yaml_runs = training_configs("corel5k", tmp_path)
+    api = training.build_config("corel5k", {"loss": "asl", "head": "gcn"})
+    cli = training.build_config("corel5k", config.given(training.train_parser().parse_args(
+        ["--preset", "corel5k", "--loss", "asl", "--head", "gcn"]), training.TrainConfig))
+    assert yaml_runs["gcn-asl"] == api == cli
+    assert api.embeddings == "glove-wiki-gigaword-300" and api.image_size == 448
+    assert yaml_runs["gcn-asl-reference"].protocol == "reference"
+    rehearsal = training_configs("corel5k-rehearsal", tmp_path)["gcn-asl"]
+    scale = {"backbone", "image_size", "epochs", "schedule_epochs", "pretrained", "embeddings"}
+    differs = {f for f in training.TrainConfig.__dataclass_fields__
+               if getattr(rehearsal, f) != getattr(api, f)}
+    assert differs <= scale, differs - scale
 
 
 def test_environment_yml_has_the_pyproject_pins():
