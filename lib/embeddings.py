@@ -1,4 +1,5 @@
-"""Label embeddings: one vector per vocabulary label (SPEC 2), loaded through gensim.
+"""Label embeddings: one vector per vocabulary label, loaded through gensim
+(docs/method.md, "Label embeddings").
 
 Sources (the ``source`` argument everywhere):
 

@@ -1,4 +1,4 @@
-"""The label co-occurrence graph (SPEC 2).
+"""The label co-occurrence graph (docs/method.md, "Label graph").
 
 From training targets (N x C multi-hot): ``N_i`` images with label i, ``M_ij`` images
 with both, ``P(j|i) = M_ij / N_i`` (asymmetric), and the two adjacency recipes the GCN
@@ -65,7 +65,7 @@ def adjacency(
     targets, recipe: str = "seed", t: float | None = None, p: float | None = None,
     *, labels: Sequence[str] | None = None,
 ) -> np.ndarray:
-    """The GCN adjacency (C x C float32) from training targets, exactly as SPEC 2.
+    """The GCN adjacency (C x C float32) from training targets (docs/method.md, "Label graph").
 
     - ``"seed"``: off-diagonal ``P(j|i)`` binarised at ``t`` (default 0.1), re-weighted
       ``A * p / (colsum(A) + 1e-7)`` (default p = 0.2), plus ``(1 - p) I``; used as is.

@@ -1,4 +1,4 @@
-"""Multi-label losses on logits (SPEC section 5): BCE, focal, asymmetric (ASL).
+"""Multi-label losses on logits (docs/method.md, "Losses"): BCE, focal, asymmetric (ASL).
 
 All take ``logits`` and ``targets`` of shape (B, C) and return the **mean over all B x C
 (image, label) terms** (equivalently: mean over labels, then over images). Ridnik et al.'s

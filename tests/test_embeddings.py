@@ -1,4 +1,5 @@
-"""Label embeddings (lib.embeddings): sources, lookup rules of SPEC 2, cache, CLI, analysis."""
+"""Label embeddings (lib.embeddings): sources, the lookup rules of docs/method.md
+("Label embeddings"), cache, CLI, analysis."""
 
 from __future__ import annotations
 

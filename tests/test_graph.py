@@ -1,4 +1,5 @@
-"""lib.graph: co-occurrence statistics and both adjacency recipes (SPEC 2)."""
+"""lib.graph: co-occurrence statistics and both adjacency recipes (docs/method.md,
+"Label graph")."""
 
 from __future__ import annotations
 
@@ -93,7 +94,7 @@ def test_bad_inputs():
 
 
 def _loop_adjacency(samples, labels, recipe, t, p):
-    """Independent reference: plain Python loops over the JSON samples (SPEC 2 formulas)."""
+    """Independent reference: plain Python loops over the JSON samples (the formulas of docs/method.md, "Label graph")."""
     c = len(labels)
     index = {label: i for i, label in enumerate(labels)}
     n = [0] * c

@@ -1,4 +1,4 @@
-"""Losses against the SPEC section 5 formulas written independently in plain math."""
+"""Losses against the formulas of docs/method.md ("Losses"), written independently in plain math."""
 
 from __future__ import annotations
 
