@@ -94,7 +94,8 @@ def test_bad_inputs():
 
 
 def _loop_adjacency(samples, labels, recipe, t, p):
-    """Independent reference: plain Python loops over the JSON samples (the formulas of docs/method.md, "Label graph")."""
+    """Independent reference: plain Python loops over the JSON samples (docs/method.md,
+    "Label graph")."""
     c = len(labels)
     index = {label: i for i, label in enumerate(labels)}
     n = [0] * c
