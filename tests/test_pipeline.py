@@ -375,7 +375,8 @@ def test_the_reference_configuration_is_one_thing(tmp_path):
     assert api.embeddings == "glove-wiki-gigaword-300" and api.image_size == 448
     assert yaml_runs["gcn-asl-reference"].protocol == "reference"
     rehearsal = training_configs("corel5k-rehearsal", tmp_path)["gcn-asl"]
-    scale = {"backbone", "image_size", "epochs", "schedule_epochs", "pretrained", "embeddings"}
+    scale = {"backbone", "image_size", "epochs", "schedule_epochs", "pretrained", "embeddings",
+             "num_workers"}
     differs = {f for f in training.TrainConfig.__dataclass_fields__
                if getattr(rehearsal, f) != getattr(api, f)}
     assert differs <= scale, differs - scale
