@@ -21,8 +21,12 @@ six implied labels.
 Writes ``$AIA_BENCH_DIR/heads_study.json`` and ``heads_study.md`` (default
 ``results/benchmarks/``). Datasets go to ``--data-dir`` (default ``$AIA_DATA_DIR``), runs to
 ``<results>/runs/heads_study/`` (``$AIA_RESULTS_DIR``); a finished run is reused, so an
-interrupted study continues where it stopped. About 30 s a run on 2 idle CPU cores:
-24 runs take 15-25 minutes.
+interrupted study continues where it stopped. Test-sample uncertainty comes from a paired
+bootstrap over the test images (``N_BOOT`` resamples, the same for every run).
+
+Cost: about 30 s a run on 2 idle CPU cores. On a shared 2-core box, 24 runs took 32 minutes
+with ``OMP_NUM_THREADS=1``. With 2 threads per process under a load of 6 the same steps ran
+about 15 times slower (4.5 s instead of 0.28 s a batch), so set it when the box is busy.
 
     .venv/bin/python benchmarks/heads_study.py [--seeds 0 1 2] [--heads linear gcn ...]
     .venv/bin/python benchmarks/heads_study.py --summarize   # tables from finished runs only
@@ -169,10 +173,35 @@ def _mean_std(values: list[float]) -> dict[str, float]:
             "n": int(len(arr))}
 
 
+#: bootstrap resamples of the test images (seeded) for the test-sample uncertainty
+N_BOOT = 300
+BOOT_METRICS = (("f1_mcc", "per-class F1 @MCC"), ("map", "mAP"))
+
+
+def bootstrap_metrics(run_dir: Path, dataset, n_boot: int = N_BOOT, seed: int = 0
+                      ) -> dict[str, list[float]]:
+    """Per-class F1 at the run's MCC thresholds and mAP on ``n_boot`` resamples (with
+    replacement) of the test images; the resamples depend only on ``seed`` and the number of
+    test images, so every run of a dataset sees the same ones (a paired bootstrap)."""
+    labels = list(dataset.labels)
+    y_true = dataset.splits["test"].targets
+    scores = metrics.read_predictions(run_dir / "predictions.csv", labels)
+    scores = scores.loc[list(dataset.splits["test"].names)].to_numpy()
+    pred = scores >= metrics.read_thresholds(run_dir / "thresholds.json", labels)
+    rng = np.random.default_rng(seed)
+    out: dict[str, list[float]] = {"f1_mcc": [], "map": []}
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(y_true), size=len(y_true))
+        out["f1_mcc"].append(metrics.prediction_metrics(y_true[idx], pred[idx])["per_class_f1"])
+        out["map"].append(metrics.mean_average_precision(y_true[idx], scores[idx]))
+    return out
+
+
 def summarize(runs: list[dict[str, Any]], buckets: dict[str, dict[str, list[int]]]
               ) -> dict[str, Any]:
     """Mean +- std over seeds per (dataset, head); paired differences and per-bucket per-label
-    F1 gains against the linear head of the same seed."""
+    F1 gains against the linear head of the same seed; and, where the runs carry bootstrap
+    values, a 95 % interval of the seed-mean difference over resampled test images."""
     out: dict[str, Any] = {}
     for ds in sorted({r["dataset"] for r in runs}):
         rows = [r for r in runs if r["dataset"] == ds]
@@ -200,6 +229,17 @@ def summarize(runs: list[dict[str, Any]], buckets: dict[str, dict[str, list[int]
                                                [idx])) for r in paired]
                         gains[at][bucket] = _mean_std(diffs)
                 entry["label_f1_gain"] = gains
+                if all("bootstrap" in r and "bootstrap" in linear[r["seed"]] for r in paired):
+                    entry["bootstrap_minus_linear"] = {}
+                    for key, _ in BOOT_METRICS:
+                        diff = np.mean([np.asarray(r["bootstrap"][key])
+                                        - np.asarray(linear[r["seed"]]["bootstrap"][key])
+                                        for r in paired], axis=0)
+                        entry["bootstrap_minus_linear"][key] = {
+                            "low": float(np.percentile(diff, 2.5)),
+                            "high": float(np.percentile(diff, 97.5)),
+                            "fraction_le_0": float(np.mean(diff <= 0)),
+                            "n_boot": int(len(diff))}
             per_head[head] = entry
         out[ds] = per_head
     return out
@@ -233,6 +273,21 @@ def markdown(result: dict[str, Any]) -> str:
                 cells = [_fmt(entry["minus_linear"][k], 1 if k.startswith("n_plus") else 3,
                               signed=True) for k, _ in HEADLINE]
                 lines.append(f"| {head} | " + " | ".join(cells) + " |")
+        if any("bootstrap_minus_linear" in e for e in heads.values()):
+            n_boot = next(e["bootstrap_minus_linear"]["map"]["n_boot"] for e in heads.values()
+                          if "bootstrap_minus_linear" in e)
+            lines += ["", "The seed std above holds the test images fixed. Test-sample "
+                      f"uncertainty: paired bootstrap over the test images ({n_boot} "
+                      "resamples), 95 % interval of the seed-mean difference to the linear "
+                      "head, and the fraction of resamples where it is <= 0:", "",
+                      "| head | " + " | ".join(name for _, name in BOOT_METRICS) + " |",
+                      "|---|" + "---|" * len(BOOT_METRICS)]
+            for head, entry in heads.items():
+                if "bootstrap_minus_linear" in entry:
+                    b = entry["bootstrap_minus_linear"]
+                    cells = [f"[{b[k]['low']:+.3f}, {b[k]['high']:+.3f}] "
+                             f"(<= 0: {b[k]['fraction_le_0']:.2f})" for k, _ in BOOT_METRICS]
+                    lines.append(f"| {head} | " + " | ".join(cells) + " |")
         sizes = {b: len(v) for b, v in result["buckets"][ds].items()}
         ranges = info["bucket_train_counts"]
         lines += ["", "Mean per-label F1 gain over the linear head, by training-frequency "
@@ -291,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         implied = [datasets[name].labels.index(lab) for lab in synth.implied_labels()]
         counts = np.asarray(train_targets).sum(axis=0)
         buckets[name] = {**{k: v.tolist() for k, v in b.items()}, "implied": implied}
-        infos[name] = {"variant": variant, "root": str(root),
+        infos[name] = {"variant": variant, "folder": root.name,
                        "implied_labels": list(synth.implied_labels()),
                        "bucket_train_counts": {k: [int(counts[v].min()), int(counts[v].max())]
                                                for k, v in b.items()},
@@ -306,12 +361,13 @@ def main(argv: list[str] | None = None) -> int:
             for head in args.heads:
                 out = runs_root / name / f"{head}-seed{seed}"
                 if not args.summarize:
-                    run_one(Path(infos[name]["root"]), head, seed, out, **overrides)
+                    run_one(data_dir / infos[name]["folder"], head, seed, out, **overrides)
                 if not (out / "metrics.json").exists():
                     continue
                 record = run_record(out, datasets[name], head)
+                record["bootstrap"] = bootstrap_metrics(out, datasets[name])
                 runs.append({"dataset": name, "head": head, "seed": seed,
-                             "run_dir": str(out), **record})
+                             "run_dir": str(out.relative_to(paths.runs_dir())), **record})
     config = TrainConfig(**overrides)
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
