@@ -137,6 +137,8 @@ def run_record(run_dir: Path, dataset, head: str) -> dict[str, Any]:
         "f1_mcc": m["mcc"]["per_class_f1"], "n_plus_mcc": m["mcc"]["n_plus"],
         "map": m["mean_average_precision"], "val_map": float(best["val_mean_average_precision"]),
         "best_epoch": int(best["epoch"]),
+        "trained_at": json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+        .get("git_commit"),
         "train_seconds": float(sum(float(row["seconds"]) for row in hist)),
         "label_f1_0.5": metrics.per_label_metrics(y_true, scores >= 0.5)["f1"].tolist(),
         "label_f1_mcc": metrics.per_label_metrics(y_true, scores >= thresholds)["f1"].tolist(),
@@ -251,8 +253,10 @@ def _fmt(stat: dict[str, float], digits: int = 3, signed: bool = False) -> str:
 
 
 def markdown(result: dict[str, Any]) -> str:
+    trained = ", ".join(sorted({str(r["trained_at"]) for r in result["runs"]}))
     lines = ["# Graph heads study", "",
-             f"Machine: {result['machine']}. Commit {result['git_commit']}. "
+             f"Machine: {result['machine']}. Summarised at commit {result['git_commit']}, "
+             f"runs trained at {trained}. "
              f"Embedded default configuration (`TrainConfig()`: {result['config']}), "
              f"seeds {result['seeds']}. Test split numbers of the epoch selected on validation "
              "mAP; MCC thresholds tuned on validation. mean ± std (sample std) over seeds.", ""]
