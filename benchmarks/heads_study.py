@@ -383,7 +383,8 @@ def main(argv: list[str] | None = None) -> int:
         "seeds": args.seeds, "heads": args.heads, "datasets": infos, "buckets": buckets,
         "wall_seconds": time.perf_counter() - t0,
         "summary": summarize(runs, buckets),
-        "runs": runs,
+        # per-run numbers without the bootstrap draws (summarised above; recomputable)
+        "runs": [{k: v for k, v in r.items() if k != "bootstrap"} for r in runs],
     }
     bench_dir.mkdir(parents=True, exist_ok=True)
     stem = "heads_study_smoke" if args.smoke else "heads_study"
