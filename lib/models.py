@@ -1,4 +1,4 @@
-"""The annotation model: a timm image encoder and a label head (SPEC section 4).
+"""The annotation model: a timm image encoder and a label head (docs/method.md, "Model").
 
 - Encoder: any timm backbone with its classifier removed and global average pooling, so
   ``features(images)`` is ``(B, D)`` with ``D = backbone.num_features``.
@@ -10,6 +10,16 @@
     the label vectors are fixed buffers (saved in the state dict).
   * ``"gcn-identity"``: the same GCN with ``A = I`` (no label graph; ablation).
   * ``"linear"``: ``nn.Linear(D, C)`` on the features (CNN only; ablation).
+  * ``"gcn-residual"``: the linear head plus a graph correction,
+    ``logits = features @ (W_linear + W_gcn)^T + b`` with ``W_gcn`` the two-layer GCN above
+    whose last layer starts at zero: at initialisation the model *is* the linear head, and
+    the GCN only moves the classifiers as far as training finds it useful.
+  * ``"gcn-learned"``: ``"gcn-residual"`` whose adjacency is learnt, ``A = A_0 + Delta``
+    with ``A_0`` the co-occurrence graph and ``Delta`` a free C x C parameter starting at
+    zero (edges can be re-weighted, removed or added).
+
+  Why these two, and why a zero last layer rather than a zero gate: docs/method.md,
+  "Graph heads beyond the reference".
 
 Default backbone of the embedded configuration: ``resnet10t`` (timm; 4.9 M parameters,
 D = 512). Chosen because it trains from scratch (no pretrained weights offline) and is the
@@ -33,8 +43,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 DEFAULT_BACKBONE = "resnet10t"
-HEADS = ("gcn", "linear", "gcn-identity")
-#: the reference's dataset normalisation for Corel-5k (SPEC section 6)
+#: the label heads, in the order reports list them
+HEADS = ("gcn", "linear", "gcn-identity", "gcn-residual", "gcn-learned")
+#: heads that add a zero-initialised GCN correction to the linear head
+RESIDUAL_HEADS = ("gcn-residual", "gcn-learned")
+#: the reference's Corel-5k normalisation (docs/method.md, "Training and protocols")
 COREL5K_STATS = ((0.3928, 0.4079, 0.3531), (0.2559, 0.2436, 0.2544))
 
 
@@ -63,13 +76,73 @@ class GCNHead(nn.Module):
         self.act = nn.LeakyReLU(0.2)
         self.gc2 = GraphConvolution(hidden, out_features)
 
+    def graph(self) -> torch.Tensor:
+        """The adjacency the convolutions use (the fixed buffer here)."""
+        return self.adjacency
+
     def classifiers(self) -> torch.Tensor:
         """The per-label classifiers ``W`` (C x D)."""
-        h = self.act(self.gc1(self.label_vectors, self.adjacency))
-        return self.gc2(h, self.adjacency)
+        graph = self.graph()
+        h = self.act(self.gc1(self.label_vectors, graph))
+        return self.gc2(h, graph)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return features @ self.classifiers().t()
+
+
+class LearnedGraphGCN(GCNHead):
+    """A :class:`GCNHead` whose adjacency is ``A_0 + Delta``: ``A_0`` (the ``adjacency``
+    buffer, e.g. the co-occurrence graph) fixed, ``Delta`` (C x C) a parameter starting at
+    zero, unconstrained (an edge can be strengthened, removed, made negative or added)."""
+
+    def __init__(self, label_vectors: torch.Tensor, adjacency: torch.Tensor, out_features: int,
+                 hidden: int = 1024):
+        super().__init__(label_vectors, adjacency, out_features, hidden=hidden)
+        self.adjacency_delta = nn.Parameter(torch.zeros_like(self.adjacency))
+
+    def graph(self) -> torch.Tensor:
+        return self.adjacency + self.adjacency_delta
+
+
+class ResidualGCNHead(nn.Module):
+    """The CNN-only linear head corrected by a GCN:
+    ``logits = features @ (W_linear + W_gcn)^T + b``.
+
+    The GCN's last layer starts at zero, so at initialisation ``W_gcn = 0`` and the logits
+    are exactly the linear head's. Gradient flow: ``dL/dW2 = (A H)^T dL/dW_gcn`` is non-zero
+    from the first step (``H``, the first layer's output, is not zero); the first layer and
+    a learnt adjacency get gradient from the second step on, once ``W2 != 0``. Every update of
+    ``W2`` moves each label's classifier by a graph-smoothed mixture of its neighbours'
+    gradients (``A H H^T A^T`` applied to ``dL/dW``): that is the graph's whole influence."""
+
+    def __init__(self, linear: nn.Linear, gcn: GCNHead):
+        super().__init__()
+        if linear.weight.shape[1] != gcn.gc2.weight.shape[1]:
+            raise ValueError(f"linear head takes {linear.weight.shape[1]} features, the GCN "
+                             f"makes {gcn.gc2.weight.shape[1]}-d classifiers")
+        self.linear = linear
+        self.gcn = gcn
+        nn.init.zeros_(self.gcn.gc2.weight)
+
+    def graph_part(self) -> torch.Tensor:
+        """``W_gcn`` (C x D), the GCN's correction of the linear classifiers."""
+        return self.gcn.classifiers()
+
+    def classifiers(self) -> torch.Tensor:
+        """The effective per-label classifiers ``W_linear + W_gcn`` (C x D)."""
+        return self.linear.weight + self.graph_part()
+
+    def graph_share(self) -> torch.Tensor:
+        """Per label, ``|W_gcn| / (|W_linear| + |W_gcn|)`` (row norms): 0 = the linear
+        classifier alone, 1 = the graph part alone, 0.5 = both as large."""
+        lin = self.linear.weight.norm(dim=1)
+        gcn = self.graph_part().norm(dim=1)
+        total = lin + gcn
+        return torch.where(total > 0, gcn / total.clamp(min=torch.finfo(total.dtype).tiny),
+                           torch.zeros_like(total))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(features, self.classifiers(), self.linear.bias)
 
 
 class AnnotationModel(nn.Module):
@@ -92,10 +165,22 @@ class AnnotationModel(nn.Module):
         return self.head(self.features(images))
 
     def label_classifiers(self) -> torch.Tensor | None:
-        """The GCN's per-label classifiers (C, D); None for the linear head."""
-        if isinstance(self.head, GCNHead):
+        """The per-label classifiers (C, D) the GCN makes (for the residual heads: the
+        effective ``W_linear + W_gcn``); None for the linear head."""
+        if isinstance(self.head, (GCNHead, ResidualGCNHead)):
             return self.head.classifiers()
         return None
+
+    def graph_share(self) -> torch.Tensor:
+        """Per label (C,), the fraction of its classifier's norm that comes from the graph
+        part: ``|W_gcn| / (|W_linear| + |W_gcn|)`` for the residual heads, 1 for ``"gcn"``
+        and ``"gcn-identity"`` (the GCN is the whole classifier), 0 for ``"linear"``."""
+        if isinstance(self.head, ResidualGCNHead):
+            return self.head.graph_share()
+        if isinstance(self.head, GCNHead):
+            return torch.ones(self.head.label_vectors.shape[0],
+                              device=self.head.label_vectors.device)
+        return torch.zeros(self.head.weight.shape[0], device=self.head.weight.device)
 
 
 def create_backbone(name: str = DEFAULT_BACKBONE, pretrained: bool = False,
@@ -151,10 +236,13 @@ def _as_tensor(x, name: str, shape: tuple[int | None, ...]) -> torch.Tensor:
 def build_model(num_labels: int, *, head: str = "gcn", backbone: str = DEFAULT_BACKBONE,
                 pretrained: bool = False, weights: str | os.PathLike | None = None,
                 label_vectors=None, adjacency=None, hidden: int = 1024) -> AnnotationModel:
-    """Build the annotation model.
+    """Build the annotation model (``head`` one of :data:`HEADS`).
 
     ``label_vectors`` (C x d) are needed by the GCN heads, ``adjacency`` (C x C, used as
-    given, e.g. from :func:`lib.graph.adjacency`) by ``"gcn"``; ``"gcn-identity"`` uses I."""
+    given, e.g. from :func:`lib.graph.adjacency`) by ``"gcn"`` and the residual heads
+    (``"gcn-learned"`` starts from it); ``"gcn-identity"`` uses I. The residual heads draw
+    their linear layer first, so with the same seed their linear part equals the
+    ``"linear"`` head's initialisation."""
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; choose one of {HEADS}")
     encoder = create_backbone(backbone, pretrained=pretrained, weights=weights)
@@ -168,11 +256,16 @@ def build_model(num_labels: int, *, head: str = "gcn", backbone: str = DEFAULT_B
         if head == "gcn-identity":
             graph = torch.eye(num_labels)
         elif adjacency is None:
-            raise ValueError("head 'gcn' needs an adjacency matrix (C x C); "
+            raise ValueError(f"head {head!r} needs an adjacency matrix (C x C); "
                              "use head='gcn-identity' for A = I")
         else:
             graph = _as_tensor(adjacency, "adjacency", (num_labels, num_labels))
-        module = GCNHead(vectors, graph, dim, hidden=hidden)
+        if head in RESIDUAL_HEADS:
+            linear = nn.Linear(dim, num_labels)  # drawn first: the "linear" head's init
+            gcn_class = LearnedGraphGCN if head == "gcn-learned" else GCNHead
+            module = ResidualGCNHead(linear, gcn_class(vectors, graph, dim, hidden=hidden))
+        else:
+            module = GCNHead(vectors, graph, dim, hidden=hidden)
     return AnnotationModel(encoder, module, head_name=head, backbone_name=backbone)
 
 

@@ -11,6 +11,12 @@ share a shape. Birds, butterflies and flowers are a few pixels wide; cars hide b
 buildings, fish behind coral, and objects are cut by the frame. At most five labels per
 image, like Corel.
 
+Variant ``"implied"`` (``generate(..., variant="implied")``): a few labels are drawn barely or
+not at all (``IMPLIED``: fish, car, stars, mushroom, umbrella, sheep) while a visible label
+of the same scene implies them (fish only with coral, car with a road, stars with the
+moon, ...): a test of whether a label graph helps with labels the pixels do not show. Scene
+types and everything else are drawn as in the default, which stays byte-identical.
+
 Output (``generate``): ``images/<split>_NNNNN.png``, ``train.json``, ``val.json``,
 ``test.json``, ``vocabulary.txt`` and a ``synth.json`` manifest. Images are written
 first and the JSON files last, all atomically, so an interrupted run never leaves a
@@ -22,6 +28,7 @@ does not depend on the sizes of the others.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import math
@@ -36,6 +43,7 @@ from lib.utils import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 GENERATOR = "lib.synth"
 VERSION = 1
+VARIANTS = ("default", "implied")
 MAX_LABELS = 5
 SPLITS = ("train", "val", "test")
 _SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
@@ -53,6 +61,24 @@ class Canvas:
         self.s = 2 * size  # drawing resolution (anti-aliased by downsampling)
         self.rng = rng
         self.img = Image.new("RGB", (self.s, self.s))
+        self.draw = ImageDraw.Draw(self.img)
+        # variant settings of the scene being drawn (empty: the default dataset)
+        self.hidden: frozenset[str] = frozenset()   #: labels drawn barely or not at all
+        self.probs: dict[str, float] = {}           #: optional-object probabilities
+        self.requires: dict[str, str] = {}          #: extra "label needs label" rules
+
+    @contextlib.contextmanager
+    def faint(self, label: str):
+        """Draw what the block draws for ``label`` at a low opacity when the label is hidden:
+        invisible half the time, else blended in at 5-25 %. A no-op (no random draw) for a
+        visible label."""
+        if label not in self.hidden:
+            yield
+            return
+        alpha = 0.0 if self.chance(0.5) else self.u(0.05, 0.25)
+        before = self.img.copy()
+        yield
+        self.img = Image.blend(before, self.img, alpha)
         self.draw = ImageDraw.Draw(self.img)
 
     # random helpers -----------------------------------------------------------
@@ -96,15 +122,17 @@ class Canvas:
 
 def _pick(c: Canvas, optional: dict[str, float], n_base: int,
           requires: dict[str, str] | None = None) -> set[str]:
-    """Draw the optional objects of a scene, keep their dependencies, cap the total."""
-    requires = requires or {}
+    """Draw the optional objects of a scene, keep their dependencies, cap the total.
+    ``c.probs`` and ``c.requires`` (a variant's settings) override the scene's."""
+    requires = {**(requires or {}), **c.requires}
+    optional = {name: c.probs.get(name, p) for name, p in optional.items()}
     picked = [name for name, p in optional.items() if c.chance(p)]
     picked = [n for n in picked if requires.get(n, n) in picked or n not in requires]
     room = MAX_LABELS - n_base
     while len(picked) > room:
-        # drop a random object that nothing else needs
+        # drop a random object that nothing else needs (a variant's hidden label stays)
         needed = {requires[n] for n in picked if n in requires}
-        droppable = [n for n in picked if n not in needed]
+        droppable = [n for n in picked if n not in needed and n not in c.hidden]
         picked.remove(droppable[int(c.rng.integers(len(droppable)))])
     return set(picked)
 
@@ -461,10 +489,11 @@ def _scene_beach(c: Canvas) -> list[str]:
     if "rock" in o:
         _rocks(c, shore / c.s, shore / c.s + 0.1, (0.04, 0.09))
     if "umbrella" in o:
-        x, y, r = c.px(0.1, 0.9), c.px(0.8, 0.95), c.px(0.07, 0.12)
-        c.draw.line([(x, y), (x, y - 2 * r)], fill=(90, 70, 50), width=max(1, r // 8))
-        c.draw.pieslice([x - r, y - 3 * r, x + r, y - r], 180, 360,
-                        fill=c.col((230, 50, 60), 25))
+        with c.faint("umbrella"):
+            x, y, r = c.px(0.1, 0.9), c.px(0.8, 0.95), c.px(0.07, 0.12)
+            c.draw.line([(x, y), (x, y - 2 * r)], fill=(90, 70, 50), width=max(1, r // 8))
+            c.draw.pieslice([x - r, y - 3 * r, x + r, y - r], 180, 360,
+                            fill=c.col((230, 50, 60), 25))
     if "people" in o:
         _people(c, 0.75, 0.97, (0.1, 0.22))
     if "palm" in o:
@@ -597,10 +626,12 @@ def _scene_forest(c: Canvas) -> list[str]:
         _herd(c, "deer", 0.65, 0.85, (0.12, 0.2))
     _trees(c, 0.85, 1.1, (2, 5), (0.5, 0.9), kind)
     if "mushroom" in o:
-        for _ in range(int(c.rng.integers(1, 4))):
-            x, y, r = c.px(0.05, 0.95), c.px(0.88, 0.98), c.px(0.02, 0.04)
-            c.draw.rectangle([x - r // 3, y - r, x + r // 3, y], fill=(235, 230, 215))
-            c.draw.pieslice([x - r, y - 2 * r, x + r, y], 180, 360, fill=c.col((200, 40, 35), 15))
+        with c.faint("mushroom"):
+            for _ in range(int(c.rng.integers(1, 4))):
+                x, y, r = c.px(0.05, 0.95), c.px(0.88, 0.98), c.px(0.02, 0.04)
+                c.draw.rectangle([x - r // 3, y - r, x + r // 3, y], fill=(235, 230, 215))
+                c.draw.pieslice([x - r, y - 2 * r, x + r, y], 180, 360,
+                                fill=c.col((200, 40, 35), 15))
     if "bird" in o:
         _birds(c, c.px(0.1, 0.3))
     return sorted(base + sorted(o))
@@ -642,8 +673,9 @@ def _scene_city(c: Canvas) -> list[str]:
     if "bus" in o:
         _vehicle(c, c.px(-0.1, 0.6), c.px(0.93, 0.99), c.px(0.35, 0.5), "bus")
     if "car" in o:
-        for _ in range(int(c.rng.integers(1, 3))):
-            _vehicle(c, c.px(-0.15, 0.9), c.px(0.9, 0.99), c.px(0.18, 0.3), "car")
+        with c.faint("car"):
+            for _ in range(int(c.rng.integers(1, 3))):
+                _vehicle(c, c.px(-0.15, 0.9), c.px(0.9, 0.99), c.px(0.18, 0.3), "car")
     if c.chance(0.35):  # a near building at the edge, hiding part of the street
         w = c.px(0.15, 0.3)
         x = -c.px(0.0, 0.05) if c.chance(0.5) else c.s - w
@@ -688,15 +720,17 @@ def _scene_underwater(c: Canvas) -> list[str]:
                    [int(c.rng.integers(4))], 20)
     n_fish = int(c.rng.integers(1, 6))
     if "fish" in o:  # some fish behind the coral
-        for _ in range(n_fish // 2):
-            _fish(c, c.px(0.0, 1.0), c.px(0.6, 0.9), c.px(0.06, 0.12), fishes)
+        with c.faint("fish"):
+            for _ in range(n_fish // 2):
+                _fish(c, c.px(0.0, 1.0), c.px(0.6, 0.9), c.px(0.06, 0.12), fishes)
     if "rock" in o:
         _rocks(c, floor / c.s, floor / c.s + 0.05, (0.06, 0.12))
     if "coral" in o:
         _coral(c, floor)
     if "fish" in o:
-        for _ in range(n_fish - n_fish // 2):
-            _fish(c, c.px(-0.03, 1.03), c.px(0.1, 0.8), c.px(0.06, 0.14), fishes)
+        with c.faint("fish"):
+            for _ in range(n_fish - n_fish // 2):
+                _fish(c, c.px(-0.03, 1.03), c.px(0.1, 0.8), c.px(0.06, 0.14), fishes)
     if "shark" in o:
         _fish(c, c.px(0.1, 0.9), c.px(0.15, 0.5), c.px(0.35, 0.55), c.col((120, 130, 140), 10))
     if "turtle" in o:
@@ -753,10 +787,11 @@ def _scene_night(c: Canvas) -> list[str]:
     horizon = c.px(0.6, 0.85)
     _sky(c, c.s, "night")
     if "stars" in o:
-        for _ in range(int(c.rng.integers(15, 40))):
-            x, y = c.px(0, 1), c.px(0, horizon / c.s)
-            r = max(1, c.s // 100)
-            c.draw.ellipse([x - r, y - r, x + r, y + r], fill=c.col((240, 240, 220), 15))
+        with c.faint("stars"):
+            for _ in range(int(c.rng.integers(15, 40))):
+                x, y = c.px(0, 1), c.px(0, horizon / c.s)
+                r = max(1, c.s // 100)
+                c.draw.ellipse([x - r, y - r, x + r, y + r], fill=c.col((240, 240, 220), 15))
     if "moon" in o:
         _disc(c, horizon)
     ground = c.col((15, 18, 25), 6)
@@ -836,7 +871,8 @@ def _scene_farm(c: Canvas) -> list[str]:
         c.band(grass_top, grass_top + c.px(-0.04, 0.04), c.col(GRASS, 20), wobble=0.01)
     for kind in ("cow", "horse", "sheep"):
         if kind in o:
-            _herd(c, kind, horizon / c.s + 0.1, 0.8, (0.12, 0.22))
+            with c.faint(kind):
+                _herd(c, kind, horizon / c.s + 0.1, 0.8, (0.12, 0.22))
     if "fence" in o:
         _fence(c, c.px(0.88, 1.0))
     return sorted(base + sorted(o))
@@ -858,6 +894,24 @@ SCENES: dict[str, tuple[float, Callable[[Canvas], list[str]]]] = {
     "river": (0.03, _scene_river),
 }
 
+#: variant "implied": (scene type, hidden label) -> (visible label of that scene that implies
+#: it, probability of the hidden label when the visible one is there). The hidden label only
+#: occurs with its implier and is drawn barely or not at all (``Canvas.faint``).
+IMPLIED: dict[tuple[str, str], tuple[str, float]] = {
+    ("underwater", "fish"): ("coral", 0.95),
+    ("city", "car"): ("road", 0.9),
+    ("night", "stars"): ("moon", 0.95),
+    ("forest", "mushroom"): ("path", 0.9),
+    ("beach", "umbrella"): ("people", 0.85),
+    ("farm", "sheep"): ("fence", 0.9),
+}
+
+
+def implied_labels() -> dict[str, str]:
+    """Variant ``"implied"``: hidden label -> the visible label that implies it."""
+    return {hidden: implier for (_, hidden), (implier, _) in IMPLIED.items()}
+
+
 #: the vocabulary, in a fixed order (grouped by theme)
 LABELS: list[str] = [
     "sky", "clouds", "sun", "moon", "stars", "bird", "plane",
@@ -876,13 +930,26 @@ def image_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), _SPLIT_IDS[split], int(index), VERSION])
 
 
-def draw_image(seed: int, split: str, index: int, size: int) -> tuple[Image.Image, str, list[str]]:
-    """Draw one image: returns (RGB image of ``size`` x ``size``, scene type, labels)."""
+def _check_variant(variant: str) -> None:
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown synth variant {variant!r}; expected one of {VARIANTS}")
+
+
+def draw_image(seed: int, split: str, index: int, size: int, variant: str = "default"
+               ) -> tuple[Image.Image, str, list[str]]:
+    """Draw one image: returns (RGB image of ``size`` x ``size``, scene type, labels).
+    The scene type depends only on (seed, split, index), not on the variant."""
+    _check_variant(variant)
     rng = image_rng(seed, split, index)
     names = list(SCENES)
     weights = np.array([SCENES[n][0] for n in names])
     scene = names[int(rng.choice(len(names), p=weights / weights.sum()))]
     c = Canvas(size, rng)
+    if variant == "implied":
+        rules = {hidden: rule for (kind, hidden), rule in IMPLIED.items() if kind == scene}
+        c.hidden = frozenset(rules)
+        c.probs = {hidden: p for hidden, (_, p) in rules.items()}
+        c.requires = {hidden: implier for hidden, (implier, _) in rules.items()}
     labels = SCENES[scene][1](c)
     img = c.img.resize((size, size), Image.Resampling.BOX)
     # photometric variation: exposure, contrast, colour cast and sensor noise
@@ -904,14 +971,19 @@ def _png_bytes(img: Image.Image) -> bytes:
 
 # --------------------------------------------------------------------------- dataset
 def generate(out_dir: str | Path, seed: int = 0, size: int = 64, n_train: int = 1500,
-             n_val: int = 300, n_test: int = 500, progress: bool = False) -> Path:
+             n_val: int = 300, n_test: int = 500, progress: bool = False,
+             variant: str = "default") -> Path:
     """Draw the scenes dataset into ``out_dir`` (Corel-5k JSON format); returns the folder.
+
+    ``variant``: ``"default"`` (the embedded dataset) or ``"implied"`` (labels hidden in the
+    picture but implied by the scene; see :data:`IMPLIED`).
 
     Images first, then ``vocabulary.txt``, the split JSONs and ``synth.json`` last, each
     written atomically. A folder that already holds a dataset not drawn by this module is
     refused; an earlier synthetic dataset there is replaced."""
     from tqdm.auto import tqdm
 
+    _check_variant(variant)
     out = Path(out_dir)
     if size < 8:
         raise ValueError(f"size must be at least 8 pixels, got {size}")
@@ -934,7 +1006,7 @@ def generate(out_dir: str | Path, seed: int = 0, size: int = 64, n_train: int = 
     with tqdm(total=total, desc="synth", unit="img", disable=not progress) as bar:
         for split in SPLITS:
             for i in range(counts[split]):
-                img, scene, labels = draw_image(seed, split, i, size)
+                img, scene, labels = draw_image(seed, split, i, size, variant)
                 name = f"{split}_{i:05d}.png"
                 atomic_write_bytes(images / name, _png_bytes(img))
                 samples[split].append({"image_name": name, "image_labels": labels})
@@ -949,11 +1021,17 @@ def generate(out_dir: str | Path, seed: int = 0, size: int = 64, n_train: int = 
     for split in ("val", "test", "train"):
         atomic_write_json(out / f"{split}.json", {"labels": LABELS, "samples": samples[split]})
     weights = {name: w for name, (w, _) in SCENES.items()}
-    atomic_write_json(out / "synth.json", {
+    manifest = {
         "generator": GENERATOR, "version": VERSION, "seed": seed, "size": size,
         "n_train": n_train, "n_val": n_val, "n_test": n_test,
         "scene_types": weights, "labels": LABELS, "scenes": scenes,
-    })
+    }
+    if variant != "default":  # the default manifest keeps its original bytes
+        manifest["variant"] = variant
+        manifest["implied"] = [{"scene": kind, "hidden": hidden, "implied_by": implier,
+                                "probability": p}
+                               for (kind, hidden), (implier, p) in IMPLIED.items()]
+    atomic_write_json(out / "synth.json", manifest)
     return out
 
 
@@ -968,10 +1046,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-train", type=int, default=1500)
     parser.add_argument("--n-val", type=int, default=300)
     parser.add_argument("--n-test", type=int, default=500)
+    parser.add_argument("--variant", choices=VARIANTS, default="default",
+                        help="implied: some labels hidden in the picture, implied by the scene")
     args = parser.parse_args(argv)
     try:
         out = generate(args.out_dir, seed=args.seed, size=args.size, n_train=args.n_train,
-                       n_val=args.n_val, n_test=args.n_test, progress=True)
+                       n_val=args.n_val, n_test=args.n_test, progress=True,
+                       variant=args.variant)
     except (ValueError, FileExistsError) as err:
         parser.exit(2, f"python -m lib synth: error: {err}\n")
     meta = json.loads((out / "synth.json").read_text(encoding="utf-8"))

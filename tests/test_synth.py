@@ -193,3 +193,101 @@ def test_bad_arguments(tmp_path):
         synth.generate(tmp_path / "x", n_val=-1)
     with pytest.raises(ValueError, match="size"):
         synth.generate(tmp_path / "x", size=4)
+
+
+# --------------------------------------------------------------------------- variant "implied"
+
+
+def _digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for name, file_hash in _hashes(root).items():
+        h.update(name.encode())
+        h.update(bytes.fromhex(file_hash))
+    return h.hexdigest()
+
+
+def test_default_output_unchanged_by_the_variants(tmp_path):
+    # digests of whole folders drawn by the code before variants existed (commit 9d9e572)
+    a = synth.generate(tmp_path / "a", seed=0, size=32, n_train=40, n_val=10, n_test=10)
+    b = synth.generate(tmp_path / "b", seed=2, size=8, n_train=600, n_val=50, n_test=50,
+                       variant="default")
+    assert _digest(a) == "95bb45f998225936321b1bef152003936bd99be5c7259650b2dc44ce9e98fce8"
+    assert _digest(b) == "3191dde122afcbd335e3600508be7cc7259cde956a1dcecb54ebdaeee1ad3858"
+    assert "variant" not in json.loads((a / "synth.json").read_text())
+
+
+def test_implied_variant_labels(tmp_path):
+    default = synth.generate(tmp_path / "d", seed=0, size=8, n_train=1500, n_val=0, n_test=0)
+    root = synth.generate(tmp_path / "i", seed=0, size=8, n_train=1500, n_val=0, n_test=0,
+                          variant="implied")
+    labels, y = _targets(root, splits=("train",))
+    assert labels == synth.LABELS
+    ix = {lab: i for i, lab in enumerate(labels)}
+    co = y.T.astype(int) @ y.astype(int)
+    meta = json.loads((root / "synth.json").read_text())
+    default_meta = json.loads((default / "synth.json").read_text())
+    assert meta["variant"] == "implied" and len(meta["implied"]) == len(synth.IMPLIED)
+    assert meta["scenes"] == default_meta["scenes"]   # the same scene type for every image
+    assert synth.implied_labels() == {"fish": "coral", "car": "road", "stars": "moon",
+                                      "mushroom": "path", "umbrella": "people",
+                                      "sheep": "fence"}
+    for (scene, hidden), (implier, prob) in synth.IMPLIED.items():
+        h, v = ix[hidden], ix[implier]
+        assert co[h, h] >= 15, hidden                      # present often enough to learn
+        assert co[h, v] == co[h, h], hidden                # never without its implier
+        in_scene = [i for i, s in enumerate(meta["scenes"].values())
+                    if s == scene and y[i, v]]
+        # in its scene, the implier implies it (up to the five-label cap)
+        assert y[in_scene, h].mean() >= prob - 0.12, (hidden, y[in_scene, h].mean())
+        scenes_with = {s for i, s in enumerate(meta["scenes"].values()) if y[i, h]}
+        assert scenes_with == {scene}, hidden
+    for hidden in ("fish", "car", "stars", "mushroom"):   # implied by one label alone
+        assert co[ix[hidden], ix[synth.implied_labels()[hidden]]] / co[
+            ix[synth.implied_labels()[hidden]]].max() >= 0.8
+    per_image = y.sum(1)
+    assert 3.0 <= per_image.mean() <= 4.0 and per_image.max() <= 5
+
+
+def test_faint_draws_hidden_objects_barely_or_not_at_all():
+    def draw(label: str, hidden: frozenset, seed: int):
+        c = synth.Canvas(16, np.random.default_rng(seed))
+        c.draw.rectangle([0, 0, c.s, c.s], fill=(0, 0, 0))
+        c.hidden = hidden
+        state = c.rng.bit_generator.state
+        with c.faint(label):
+            c.draw.rectangle([4, 4, 20, 20], fill=(255, 255, 255))
+        return np.asarray(c.img), state == c.rng.bit_generator.state
+
+    img, untouched = draw("fish", frozenset(), 0)
+    assert img.max() == 255 and untouched          # visible label: drawn, no random draw
+    peaks = []
+    for seed in range(40):
+        img, untouched = draw("fish", frozenset({"fish"}), seed)
+        assert not untouched
+        peaks.append(int(img.max()))
+    peaks = np.array(peaks)
+    assert peaks.max() <= round(0.25 * 255) + 1    # at most 25 % opacity
+    assert 10 <= (peaks == 0).sum() <= 30          # invisible about half the time
+    assert (peaks >= round(0.05 * 255) - 1)[peaks > 0].all()
+
+
+def test_implied_variant_draws_differ_only_where_hidden_labels_are(tmp_path):
+    for i in range(60):
+        d_img, d_scene, _ = synth.draw_image(0, "train", i, 24)
+        i_img, i_scene, labels = synth.draw_image(0, "train", i, 24, "implied")
+        assert d_scene == i_scene
+        hidden_scenes = {scene for scene, _ in synth.IMPLIED}
+        if d_scene not in hidden_scenes:   # scenes without hidden labels: identical pixels
+            assert np.array_equal(np.asarray(d_img), np.asarray(i_img)), i
+    with pytest.raises(ValueError, match="unknown synth variant"):
+        synth.generate(tmp_path / "x", variant="hidden", **SMALL)
+    with pytest.raises(ValueError, match="unknown synth variant"):
+        synth.draw_image(0, "train", 0, 16, "hidden")
+
+
+def test_cli_variant(tmp_path, capsys):
+    assert synth.main([str(tmp_path / "cli"), "--seed", "1", "--size", "16", "--n-train", "8",
+                       "--n-val", "2", "--n-test", "2", "--variant", "implied"]) == 0
+    api = synth.generate(tmp_path / "api", seed=1, size=16, n_train=8, n_val=2, n_test=2,
+                         variant="implied")
+    assert _hashes(api) == _hashes(tmp_path / "cli")
