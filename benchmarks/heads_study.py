@@ -65,29 +65,9 @@ HEADLINE = (("f1_0.5", "per-class F1 @0.5"), ("n_plus_0.5", "N+ @0.5"),
 # --------------------------------------------------------------------------- set-up
 
 
-class _StudyConfig(TrainConfig):
-    """``TrainConfig`` accepting every head of :data:`lib.models.HEADS`, for a
-    ``lib.training`` whose own list of heads predates the residual ones."""
-
-    def validate(self) -> None:
-        head = self.head
-        if head in models.HEADS:
-            self.head = "gcn"
-        try:
-            super().validate()
-        finally:
-            self.head = head
-
-
 def study_config(**fields: Any) -> TrainConfig:
-    """``TrainConfig(**fields)``, through :class:`_StudyConfig` only when ``TrainConfig``
-    itself does not know the head yet."""
-    try:
-        return TrainConfig(**fields)
-    except ValueError as err:
-        if "TrainConfig.head" not in str(err) or fields.get("head") not in models.HEADS:
-            raise
-    return _StudyConfig(**fields)
+    """The study's training configuration (the embedded default otherwise)."""
+    return TrainConfig(**fields)
 
 
 #: dataset sizes: the embedded default, and a tiny one for --smoke (a check of the harness)
@@ -158,7 +138,7 @@ def run_one(dataset_root: Path, head: str, seed: int, out: Path, **overrides: An
     if (out / "metrics.json").exists():
         done = json.loads((out / "config.json").read_text(encoding="utf-8"))
         if all(done.get(k) == v for k, v in config.to_dict().items()
-               if k not in ("out", "device", "num_workers", "resume")):
+               if k not in ("out", "device", "num_workers", "overwrite")):
             return out
     t0 = time.perf_counter()
     train(config)

@@ -28,8 +28,10 @@ from lib.runs import RunFolder
 log = logging.getLogger(__name__)
 
 #: the main table's heads come first, in this order; other heads follow by name
-HEAD_ORDER = ("linear", "gcn")
-HEAD_NAMES = {"linear": "CNN only (linear)", "gcn": "GCN", "gcn-identity": "GCN, A = I"}
+HEAD_ORDER = ("linear", "gcn", "gcn-residual", "gcn-learned")
+HEAD_NAMES = {"linear": "CNN only (linear)", "gcn": "GCN", "gcn-identity": "GCN, A = I",
+              "gcn-residual": "linear + GCN correction",
+              "gcn-learned": "linear + GCN correction, learnt graph"}
 #: head -> the heads it is compared with (same loss and settings); a head not listed here
 #: (a new GCN variant such as ``gcn-residual``) is compared with ``DEFAULT_HEAD_BASELINES``
 HEAD_BASELINES: dict[str, tuple[str, ...]] = {"linear": (), "gcn": ("linear",),

@@ -213,20 +213,23 @@ def label_vectors_before_after(model, config: dict[str, Any]
     it learnt: the GCN's output W (C x D), or for a linear head the rows of the linear
     classifier's weight. Returns ``(before, after, description of after)``."""
     from lib import embeddings
-    from lib.models import GCNHead
+    from lib.models import GCNHead, ResidualGCNHead
 
-    net = getattr(model, "net", model)              # lib.training.Annotator wraps the net
+    net = getattr(model, "net", model)              # lib.inference.Annotator wraps the net
     head = net.head
-    if isinstance(head, GCNHead):
-        before = head.label_vectors.detach().cpu().numpy()
-        graph = "A = I" if config.get("head") == "gcn-identity" else "label graph"
-        description = f"GCN output W ({graph})"
+    gcn = head.gcn if isinstance(head, ResidualGCNHead) else head
+    if isinstance(gcn, GCNHead):
+        before = gcn.label_vectors.detach().cpu().numpy()
+        graph = {"gcn-identity": "A = I", "gcn-learned": "learnt label graph"}.get(
+            config.get("head"), "label graph")
+        description = ("effective classifiers W_linear + W_gcn"
+                       if isinstance(head, ResidualGCNHead) else "GCN output W") + f" ({graph})"
     else:
         before = embeddings.cached_label_vectors(paths.from_portable(config["dataset"]),
                                                  config["labels"],
                                                  config["embeddings"],
                                                  seed=config.get("seed", 0))
         description = "linear classifier weights (no GCN: the label vectors are unused)"
-    after = (net.label_classifiers() if isinstance(head, GCNHead) else head.weight)
+    after = net.label_classifiers() if isinstance(gcn, GCNHead) else head.weight
     return np.asarray(before, dtype=np.float64), after.detach().cpu().double().numpy(), \
         description

@@ -54,6 +54,10 @@ class Annotator(nn.Module):
     def label_classifiers(self):
         return self.net.label_classifiers()
 
+    def graph_share(self):
+        """Per label, the share of its classifier's norm that comes from the graph."""
+        return self.net.graph_share()
+
 
 def build_annotator(cfg: dict[str, Any], num_labels: int, label_vectors, adjacency, mean, std,
                     *, for_loading: bool = False) -> Annotator:

@@ -238,8 +238,15 @@ def plan(pset: ParamSet, notebooks: Sequence[Path], data_dir: Path, results: Pat
             job.parameters["run_name"] = run
             if "seed" in declared[nb.stem]:
                 job.parameters["seed"] = seed
-            job.upstream = [training[run].name] if run in training else []
+            # ``compare_runs``: other configurations the notebook shows beside its run
+            others = list(params.get("compare_runs") or [])
+            unknown = [r for r in others if r not in pset.runs]
+            if unknown:
+                raise PlanError(f"{where}: {nb.stem}: compare_runs {unknown} are not runs: "
+                                f"{list(pset.runs)}")
+            job.upstream = [training[r].name for r in [run, *others] if r in training]
             job.reads = run_files(runs_dir, run, [seed])
+            job.reads += [f for r in others for f in run_files(runs_dir, r, pset.run_seeds(r))]
             job.run_name = run
         elif stage.kind == "all-runs-analysis":
             job.upstream = [j.name for j in training.values()]

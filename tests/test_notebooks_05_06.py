@@ -104,3 +104,24 @@ def test_notebook_06_tsne(tiny_run, tmp_path):
     assert records["cooccurrence_spearman_after"] == pytest.approx(
         _pairwise_rho(after, train), abs=1e-6)
     assert (paths.figures_dir() / "06_tsne" / f"{records['run_name']}_seed-0_tsne.png").exists()
+
+
+@pytest.mark.slow
+def test_notebook_06_shows_a_residual_head_and_its_graph_share(tiny_run, tiny_scenes, tmp_path):
+    """compare_runs: the residual head's classifiers and the share of each that comes from
+    the graph, recorded as the mean of |W_gcn| / (|W_linear| + |W_gcn|) over labels."""
+    from lib import inference, training
+
+    residual = training.train(training.TrainConfig(
+        data=str(tiny_scenes), out=str(tmp_path / "residual"), epochs=2, image_size=32,
+        batch_size=16, seed=0, head="gcn-residual"))
+    out = run_notebook("06_tsne", {"run_name": str(tiny_run), "seed": 0,
+                                   "compare_runs": [str(residual)]}, tmp_path)
+    records = notebook_records(out)
+    model, _ = inference.load_model(residual)
+    head = model.net.head
+    lin = head.linear.weight.detach().norm(dim=1)
+    gcn = (model.net.label_classifiers().detach() - head.linear.weight.detach()).norm(dim=1)
+    expected = float((gcn / (lin + gcn)).mean())
+    assert 0 < expected < 1
+    assert records["graph_share_mean.residual"] == pytest.approx(expected, rel=1e-5)

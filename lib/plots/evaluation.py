@@ -124,3 +124,24 @@ def tsne_pair(before: np.ndarray, after: np.ndarray, labels: Sequence[str],
     if counts is not None and points is not None:
         fig.colorbar(points, ax=axes, label="log10(training images + 1)", shrink=0.8)
     return fig
+
+
+def graph_share_plot(shares: dict[str, np.ndarray], counts: np.ndarray,
+                     labels: Sequence[str], n_named: int = 6):
+    """Per label, the share of its classifier that comes from the graph (one panel per run)
+    against the label's training frequency; the labels leaning most on the graph are named."""
+    fig, axes = plt.subplots(1, len(shares), figsize=(5.5 * len(shares), 3.8), squeeze=False)
+    counts = np.asarray(counts, dtype=float)
+    for ax, (name, share) in zip(axes[0], shares.items(), strict=True):
+        share = np.asarray(share, dtype=float)
+        ax.scatter(np.maximum(counts, 1), share, s=14, alpha=0.7)
+        for i in np.argsort(-share, kind="stable")[:n_named]:
+            ax.annotate(labels[i], (max(counts[i], 1), share[i]), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("training images with the label")
+        ax.set_ylabel("graph share of the classifier")
+        ax.set_title(f"{name}: mean share {share.mean():.2f}")
+    fig.tight_layout()
+    return fig
