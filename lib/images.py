@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from lib import paths
+from lib.locking import file_lock
 from lib.utils import atomic_save, clean_stale_temps
 
 log = logging.getLogger(__name__)
@@ -79,22 +80,24 @@ def image_cache(dataset, split: str, names: Sequence[str], size: int) -> np.ndar
     key = hashlib.sha1(f"{content_key(files)}|{size}".encode()).hexdigest()[:12]
     folder = paths.cache_dir() / "images"
     path = folder / f"{prefix}{key}.npy"
-    if not path.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        clean_stale_temps(folder, "*.npy")
-        for old in folder.glob(f"{prefix}*.npy"):
-            log.info("image cache %s is out of date (images changed): removed", old.name)
-            old.unlink(missing_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    # one builder at a time (seeds trained side by side share their test-split cache)
+    with file_lock(folder / f".{prefix}lock", "image cache build", wait=True):
+        if not path.exists():
+            clean_stale_temps(folder, "*.npy")
+            for old in folder.glob(f"{prefix}*.npy"):
+                log.info("image cache %s is out of date (images changed): removed", old.name)
+                old.unlink(missing_ok=True)
 
-        def build(tmp: Path) -> None:
-            arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
-                                            shape=(len(names), size, size, 3))
-            for i, f in enumerate(tqdm(files, desc=f"cache {split} {size}px", leave=False)):
-                arr[i] = decode_image(f, size)
-            arr.flush()
-            del arr
+            def build(tmp: Path) -> None:
+                arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
+                                                shape=(len(names), size, size, 3))
+                for i, f in enumerate(tqdm(files, desc=f"cache {split} {size}px", leave=False)):
+                    arr[i] = decode_image(f, size)
+                arr.flush()
+                del arr
 
-        atomic_save(path, build)
+            atomic_save(path, build)
     arr = np.load(path, mmap_mode="r")
     if arr.shape != (len(names), size, size, 3):
         raise ValueError(f"{path}: image cache has shape {arr.shape}, expected "

@@ -48,8 +48,10 @@ RESUME_FREE = ("device", "num_workers", "out", "overwrite", "eval_batch_size")
 class TrainConfig:
     """One training configuration; field names are the ``python -m lib train`` options.
 
-    Defaults are the embedded default configuration (scenes dataset, 64 px, a small backbone
-    trained from scratch for a few epochs: about half a minute on 2 CPU cores); the preset
+    Defaults are the embedded default configuration (scenes dataset at 48 px, a small
+    backbone trained from scratch for 4 epochs: about 20 s a seed on 2 CPU cores; 48 px and 4
+    epochs rather than 64 px and 5 keep three seeds of every configuration within the time of
+    one seed before, see results/benchmarks.md); the preset
     ``corel5k`` in :data:`PRESETS` is the Corel-5k reference recipe."""
 
     data: str = setting(paths.DEFAULT_DATASET, help="dataset folder, or name under data/")
@@ -61,8 +63,8 @@ class TrainConfig:
     val_fraction: float = setting(0.1, help="share of train.json carved into validation "
                                             "(holdout, when there is no val.json)")
     backbone: str = setting(models.DEFAULT_BACKBONE, help="timm backbone")
-    image_size: int = setting(64, help="square input size in pixels")
-    epochs: int = setting(5, help="epochs trained (early stopping may stop sooner)")
+    image_size: int = setting(48, help="square input size in pixels")
+    epochs: int = setting(4, help="epochs trained (early stopping may stop sooner)")
     batch_size: int = setting(32, help="global batch (split over torchrun processes)")
     lr: float = setting(2e-3, help="Adam learning rate (OneCycle maximum)")
     weight_decay: float = setting(0.0, help="Adam weight decay")

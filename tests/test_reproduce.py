@@ -1,10 +1,6 @@
 """End to end: ``python -m lib reproduce --params smoke`` on the real notebooks, into a
-temporary results folder (the tiny smoke dataset is drawn under the test's data root).
-
-Needs the real notebooks 03 and 04 with the contract's parameters cells (``preset``,
-``overrides``; 04 ``seeds``) and ``python -m lib reproduce`` dispatching to lib.pipeline;
-skipped until both are there. The driver itself is tested on stand-in notebooks in
-tests/test_pipeline.py."""
+temporary results folder (the tiny smoke dataset is drawn under the test's data root), with
+golden numbers. The driver itself is tested on stand-in notebooks in tests/test_pipeline.py."""
 
 from __future__ import annotations
 
@@ -17,18 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib import cli, params, paths, stages
+from lib import params, paths, stages
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not all(set(names) <= set(stages.notebook_parameters(paths.NOTEBOOKS_DIR / f"{nb}.ipynb"))
-                for nb, names in (("04_training", ("run_name", "seeds", "preset", "overrides")),
-                                  ("03_wgan_augmentation", ("preset", "overrides")))),
-        reason="notebooks 03/04 do not have the contract's parameters cells yet"),
-    pytest.mark.skipif(cli.COMMANDS["reproduce"][0] != "lib.pipeline",
-                       reason="lib/cli.py does not dispatch reproduce to lib.pipeline yet"),
-]
+pytestmark = pytest.mark.slow
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
