@@ -9,6 +9,11 @@ labels fall back to:
 - ``shared``: the one threshold of the grid that maximises the MCC of all (image, label)
   pairs pooled together, a threshold estimated from every label's scores;
 - ``0.5``: the fixed threshold the reference implementation would use.
+
+Measured on finished runs (``benchmarks/threshold_fallback.py``, results/benchmarks.md):
+0.5 for labels without a validation positive scores better test per-class F1 and N+ than the
+pooled threshold, and raising ``min_positives`` lowers both; the training defaults
+(``TrainConfig``) follow that.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ def shared_threshold(y_true, y_score, grid=None) -> float:
     return float(grid[int(np.argmax(curve))])
 
 
-def tune(y_true, y_score, *, min_positives: int = 1, fallback: str = "shared",
+def tune(y_true, y_score, *, min_positives: int, fallback: str,
          grid=None) -> tuple[np.ndarray, dict[str, Any]]:
     """Per-label MCC thresholds ``(C,)`` and a description of how they were chosen
     (``fallback``, ``fallback_threshold``, ``min_positives``, ``n_fallback``,

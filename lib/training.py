@@ -104,8 +104,9 @@ class TrainConfig:
     eval_batch_size: int = setting(128, help="batch size for scoring")
     min_positives: int = setting(1, help="labels with fewer tuning-split positives get the "
                                          "fallback threshold")
-    threshold_fallback: str = setting("shared", choices=FALLBACKS,
-                                      help="fallback threshold: pooled MCC optimum or 0.5")
+    threshold_fallback: str = setting("0.5", choices=FALLBACKS,
+                                      help="fallback threshold: 0.5 or the pooled MCC optimum "
+                                           "(measured: 0.5 is better, results/benchmarks.md)")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -211,7 +212,28 @@ def train_seeds(run_name: str, dataset: str, seeds: Sequence[int], preset: str =
                                      "run_name": Path(run_name).name,
                                      "out": str(seed_dir(paths.runs_dir(), run_name, seed))},
                             where=f"run {run_name!r}") for seed in seeds]
-    return [RunFolder(train(c)) for c in configs]
+    return [RunFolder(train(_replacing_changed(c))) for c in configs]
+
+
+def _replacing_changed(config: TrainConfig) -> TrainConfig:
+    """The pipeline owns its run folders: a run whose configuration changed (a parameter
+    set or a default was edited) is trained again, with a warning, instead of refused."""
+    import dataclasses
+
+    from lib.runs import load_checkpoint
+
+    folder = RunFolder(config.resolved_out())
+    if config.overwrite or not folder.checkpoint_path.is_file():
+        return config
+    saved = load_checkpoint(folder.checkpoint_path)["config"]
+    now = config.to_dict()
+    changed = sorted(k for k in set(now) | set(saved)
+                     if k not in (*RESUME_FREE, "amp") and now.get(k) != saved.get(k))
+    if not changed:
+        return config
+    log.warning("%s: configuration changed (%s): training again", paths.portable(folder.path),
+                ", ".join(changed))
+    return dataclasses.replace(config, overwrite=True)
 
 
 # --------------------------------------------------------------------------- CLI

@@ -36,4 +36,4 @@ def test_sparse_labels_fall_back_and_are_counted():
     t, info = thresholds.tune(y, s, min_positives=1, fallback="0.5")
     assert t[1] == 0.5 and t[2] == pytest.approx(0.15) and info["n_fallback"] == 1
     with pytest.raises(ValueError, match="fallback"):
-        thresholds.tune(y, s, fallback="median")
+        thresholds.tune(y, s, min_positives=1, fallback="median")

@@ -120,7 +120,9 @@ def test_run_folder_contract(tiny_run, tiny_scenes):
     # thresholds are exactly the tuning of the saved validation scores
     from lib import thresholds
     val = run.predictions("val").loc[ds.splits["val"].names, ds.labels].to_numpy()
-    expected, _ = thresholds.tune(ds.splits["val"].targets, val)
+    expected, _ = thresholds.tune(ds.splits["val"].targets, val,
+                                  min_positives=info["min_positives"], fallback=info["fallback"])
+    assert (info["min_positives"], info["fallback"]) == (1, "0.5")
     np.testing.assert_allclose(run.thresholds(), expected)
 
     pred = pd.read_csv(run.predictions_path())
