@@ -150,12 +150,19 @@ def placeholder_fakes(root: Path, progress: bool = True) -> Path:
     from lib import wgan
     from lib.data import read_image
 
+    reference = wgan.WGANConfig()  # the reference recipe's size and crop
     _, names, _ = wgan.training_order(root)
     for name in tqdm(names, desc="placeholder fakes", unit="img", disable=not progress):
-        x = wgan.preprocess(read_image(root / "images" / name))
+        x = wgan.preprocess(read_image(root / "images" / name), reference.image_size,
+                            reference.crop_border)
         for aug, array in zip(wgan.aug_names(name), wgan.fake_variants([x, x, x]), strict=True):
             atomic_write_bytes(root / "images" / aug, wgan.jpeg_bytes(array))
-    return wgan.write_train_aug(root)
+    # train_aug.json as lib.wgan writes it (3 entries per image, training order, the source's
+    # labels); written here because these placeholders carry no recorded WGAN settings
+    labels, names, targets = wgan.training_order(root)
+    samples = [{"image_name": aug, "image_labels": [labels[j] for j in np.flatnonzero(row)]}
+               for name, row in zip(names, targets, strict=True) for aug in wgan.aug_names(name)]
+    return atomic_write_json(root / "train_aug.json", {"labels": labels, "samples": samples})
 
 
 # --------------------------------------------------------------------------- benchmark

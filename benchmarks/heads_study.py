@@ -50,7 +50,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lib import data, metrics, models, paths, synth  # noqa: E402
-from lib.training import TrainConfig, load_model, train  # noqa: E402
+from lib.inference import load_model  # noqa: E402
+from lib.training import TrainConfig, train  # noqa: E402
 from lib.utils import atomic_write_json, atomic_write_text, git_commit  # noqa: E402
 
 #: dataset folder name -> lib.synth variant

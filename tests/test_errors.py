@@ -89,7 +89,9 @@ def test_usage_errors_keep_argparse_exit_code(tmp_path):
 
 
 _SLOW_COMMAND = """
-import sys, time
+import signal, sys, time
+# a process started in the background inherits SIGINT ignored; a terminal's Ctrl-C is not
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import lib.data
 from lib.cli import main
 
