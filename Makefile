@@ -14,13 +14,16 @@ DATA    ?=
 # results folder; empty = results/$(PARAMS)/ (each parameter set has its own)
 RESULTS ?=
 RESULTS_DIR = $(if $(RESULTS),$(RESULTS),results/$(PARAMS))
+# notebooks run at once by `make reproduce`: a number, or auto (1 with a GPU, else one per core)
+JOBS    ?= auto
 SEED    ?= 0
 # Corel-5k on Kaggle (https://www.kaggle.com/datasets/parhamsalar/corel5k)
 KAGGLE_COREL5K ?= parhamsalar/corel5k
 COREL5K_DIR    ?= data/corel5k
 BENCH_DIR      ?= results/benchmarks
 
-REPRODUCE_ARGS = --params $(PARAMS) $(if $(DATA),--data $(DATA)) $(if $(RESULTS),--results $(RESULTS))
+REPRODUCE_ARGS = --params $(PARAMS) $(if $(DATA),--data $(DATA)) $(if $(RESULTS),--results $(RESULTS)) \
+	--jobs $(JOBS)
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-fast lint format data lab reproduce reproduce-dry tables corel5k-standin \

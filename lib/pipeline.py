@@ -3,8 +3,8 @@
 ``python -m lib reproduce --params <set>`` reads ``params/<set>.yaml``
 (:mod:`lib.params`), plans the jobs (:mod:`lib.stages`: one per notebook, one per training
 configuration, then the tables), skips every job whose stamp says nothing changed
-(:mod:`lib.stamps`), executes the others in order with papermill (kernels run over IPC
-sockets where the platform has them, not unencrypted TCP), builds the tables
+(:mod:`lib.stamps`), executes the others with papermill in dependency order, several at once
+on a multi-core CPU (:mod:`lib.scheduler`), builds the tables
 (:mod:`lib.tables`) and renders the reports (:mod:`lib.render`). Everything lands in the
 set's own results folder, ``results/<set>/`` (``--results`` chooses another), which the
 notebooks see as ``AIA_RESULTS_DIR``. Progress goes to the log (stderr); the command's
@@ -16,29 +16,31 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from lib import params as param_sets
-from lib import paths, render, stamps, tables
+from lib import paths, render, scheduler, tables
 from lib.logs import cli_logging
 from lib.params import ParamSet, ParamSetError
-from lib.stages import TABLES_JOB, Job, Stage, discover_notebooks, plan
+from lib.stages import Stage, discover_notebooks, plan
 
 log = logging.getLogger(__name__)
 
 
 @contextmanager
-def pipeline_env(results: Path) -> Iterator[None]:
+def pipeline_env(results: Path, threads: int | None = None) -> Iterator[None]:
     """Environment of the notebook kernels while the pipeline runs, restored afterwards:
-    ``AIA_RESULTS_DIR`` (the set's results folder), a headless matplotlib backend, and
-    progress bars that refresh every few seconds rather than ten times a second."""
+    ``AIA_RESULTS_DIR`` (the set's results folder), a headless matplotlib backend,
+    progress bars that refresh every few seconds rather than ten times a second, and
+    ``threads`` CPU threads per kernel when several run at once (a value the user set in
+    ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` wins)."""
     wanted = {"AIA_RESULTS_DIR": str(results)}
     defaults = {"MPLBACKEND": "Agg", "TQDM_MININTERVAL": "5"}
+    if threads is not None:
+        defaults.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     saved = {k: os.environ.get(k) for k in (*wanted, *defaults)}
     os.environ.update(wanted)
     for key, value in defaults.items():
@@ -51,85 +53,6 @@ def pipeline_env(results: Path) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-def kernel_options() -> dict[str, Any]:
-    """papermill/nbclient options for the kernels: IPC transport on POSIX (the kernel would
-    otherwise warn that it runs over TCP without encryption, and it would be right)."""
-    if os.name != "posix":
-        return {}
-    from traitlets.config import Config
-
-    return {"config": Config({"KernelManager": {"transport": "ipc"}})}
-
-
-def execute(job: Job, executed: Path, cwd: Path, timeout: int | None = None) -> None:
-    """Run one notebook with papermill into ``executed`` (written only on success; a failed
-    copy is kept beside it as ``<name>.failed.ipynb``)."""
-    import papermill as pm
-
-    assert job.notebook is not None
-    executed.parent.mkdir(parents=True, exist_ok=True)
-    tmp = executed.with_name(f".{executed.stem}.running.ipynb")
-    failed = executed.with_name(f"{executed.stem}.failed.ipynb")
-    failed.unlink(missing_ok=True)
-    try:
-        pm.execute_notebook(
-            str(job.notebook), str(tmp), parameters=job.parameters, kernel_name="python3",
-            cwd=str(cwd), progress_bar=sys.stderr.isatty(), execution_timeout=timeout,
-            **kernel_options())
-    except BaseException:
-        if tmp.exists():
-            os.replace(tmp, failed)
-        raise
-    tidy_executed(tmp, executed)
-    os.replace(tmp, executed)
-
-
-def tidy_executed(notebook: Path, final: Path) -> None:
-    """Make an executed copy fit to keep: consecutive stream outputs merged and carriage
-    returns resolved (a progress bar is stored as its last state, not as every refresh),
-    paths under the checkout that outputs print made relative (a library warning names its
-    source file), and papermill's record of the input and output paths made portable."""
-    import nbformat
-    from nbconvert.preprocessors import CoalesceStreamsPreprocessor
-
-    nb = nbformat.read(notebook, as_version=4)
-    nb, _ = CoalesceStreamsPreprocessor().preprocess(nb, {})
-    for cell in nb.cells:
-        for output in cell.get("outputs", []):
-            if "text" in output:
-                output["text"] = render.relative_to_repo(output["text"])
-            if "traceback" in output:
-                output["traceback"] = [render.relative_to_repo(t) for t in output["traceback"]]
-            if "text/plain" in output.get("data", {}):
-                output["data"]["text/plain"] = render.relative_to_repo(
-                    output["data"]["text/plain"])
-    record = nb.metadata.get("papermill", {})
-    if "input_path" in record:
-        record["input_path"] = paths.portable(record["input_path"])
-    if "output_path" in record:
-        record["output_path"] = paths.portable(final)
-    nbformat.write(nb, notebook)
-
-
-def describe_failure(job: Job, exc: BaseException, failed_copy: Path) -> str:
-    """A failing notebook: its name, the failing cell and the error."""
-    from papermill.exceptions import PapermillExecutionError
-
-    lines = [f"FAILED: {job.name} ({paths.portable(job.notebook or job.name)})"]
-    if isinstance(exc, PapermillExecutionError):
-        source = (exc.source or "").strip().splitlines()
-        lines.append(f"  cell {exc.cell_index} of the executed copy (In [{exc.exec_count}]):")
-        lines += [f"    {s}" for s in source[:8]]
-        if len(source) > 8:
-            lines.append(f"    ... ({len(source) - 8} more lines)")
-        lines.append(f"  error: {exc.ename}: {render.relative_to_repo(str(exc.evalue))}")
-    else:
-        lines.append(f"  error: {type(exc).__name__}: {render.relative_to_repo(str(exc))}")
-    if failed_copy.exists():
-        lines.append(f"  executed copy with the error: {paths.portable(failed_copy)}")
-    return "\n".join(lines)
 
 
 def ensure_dataset(data_dir: Path, pset: ParamSet, default: bool) -> None:
@@ -158,15 +81,6 @@ def ensure_dataset(data_dir: Path, pset: ParamSet, default: bool) -> None:
                         f"{hint}")
 
 
-def _selected(job: Job, selectors: Sequence[str]) -> bool:
-    for s in selectors:
-        s = s.removesuffix(".ipynb")
-        if s in (job.name, job.stem, job.run_name) or job.name.startswith(s + "_") \
-                or job.name[:2] == s:
-            return True
-    return False
-
-
 def reproduce(
     params: str | os.PathLike = "default",
     data: str | os.PathLike | None = None,
@@ -178,10 +92,13 @@ def reproduce(
     timeout: int | None = None,
     prepare: bool = False,
     stages: Mapping[str, Stage] | None = None,
+    jobs_at_once: int | str | None = None,
 ) -> tuple[int, str]:
     """Run the job graph of parameter set ``params``; returns the exit status (0 ok) and a
     one-line summary. ``prepare`` only draws the set's dataset when it is missing (what
-    ``make lab`` needs); ``dry_run`` says what would run, and why, and runs nothing."""
+    ``make lab`` needs); ``dry_run`` says what would run, and why, and runs nothing;
+    ``jobs_at_once``: notebooks run at once (:func:`lib.scheduler.resolve_jobs`, default
+    auto)."""
     pset = param_sets.load_param_set(params)
     results = (Path(results) if results is not None else param_sets.results_dir(pset.name))
     results = results.expanduser().resolve()
@@ -202,44 +119,19 @@ def reproduce(
              paths.portable(data_dir), paths.portable(results), len(jobs))
     if not dry_run:
         ensure_dataset(data_dir, pset, is_default)
-    stamp_dir = results / ".stamps"
-    lib = stamps.lib_hash()
-    ran: list[str] = []
-    stale: list[str] = []
+    workers = 1 if dry_run else scheduler.resolve_jobs(jobs_at_once)
+    graph = scheduler.JobGraph(jobs, pset=pset, data_dir=data_dir, results=results,
+                               notebooks=folder, only=only, force=force, dry_run=dry_run,
+                               timeout=timeout, workers=workers)
     started = time.time()
-    with pipeline_env(results):
-        for job in jobs:
-            if only and not _selected(job, only):
-                log.info("not selected (--only): %s", job.name)
-                continue
-            executed = results / "executed" / f"{job.name}.ipynb" if job.notebook else None
-            parts = stamps.components(job, data_dir, stamp_dir, lib)
-            reasons = ["--force"] if force else stamps.why_stale(
-                job, parts, stamps.read_stamp(stamp_dir, job.name), executed)
-            if not reasons:
-                log.info("up to date: %s", job.name)
-                continue
-            stale.append(job.name)
-            log.info("%s: %s (%s)", "would run" if dry_run else "running", job.name,
-                     "; ".join(reasons))
-            if dry_run:
-                continue
-            t0 = time.time()
-            if job.name == TABLES_JOB:
-                tables.build_tables(results / "runs", results / "tables", pset.path,
-                                    job.parameters["runs"])
-            else:
-                assert executed is not None
-                try:
-                    execute(job, executed, folder, timeout)
-                except Exception as exc:  # noqa: BLE001 - reported with the cell, then stop
-                    failed = executed.with_name(f"{executed.stem}.failed.ipynb")
-                    log.error("%s", describe_failure(job, exc, failed))
-                    return 1, f"reproduce {pset.name}: {job.name} failed"
-            stamps.write_stamp(stamp_dir, job, stamps.components(job, data_dir, stamp_dir, lib),
-                               time.time() - t0)
-            ran.append(job.name)
-            log.info("done: %s (%.1f s)", job.name, time.time() - t0)
+    with pipeline_env(results, scheduler.threads_per_job(workers)):
+        if workers > 1:
+            log.info("%d notebooks at once, %s CPU thread(s) each", workers,
+                     os.environ.get("OMP_NUM_THREADS", "default"))
+        failed = graph.run()
+    ran, stale = graph.ran, graph.stale
+    if failed:
+        return 1, f"reproduce {pset.name}: {', '.join(failed)} failed"
     if dry_run:
         return 0, (f"dry run: {len(stale)} of {len(jobs)} job(s) would run"
                    + (f": {', '.join(stale)}" if stale else ""))
@@ -271,6 +163,10 @@ def reproduce_main(argv: list[str]) -> int:
                         help="say what would run and why, run nothing")
     parser.add_argument("--prepare", action="store_true",
                         help="only draw the set's dataset when it is missing (for make lab)")
+    parser.add_argument("--jobs", default="auto", metavar="N",
+                        help="notebooks run at once: a number, or auto (default: 1 with a "
+                             "GPU, else one per core, at most "
+                             f"{scheduler.MAX_AUTO_JOBS}, memory permitting)")
     parser.add_argument("--timeout", type=int, default=None,
                         help="per-cell timeout in seconds (default none)")
     args = parser.parse_args(argv)
@@ -278,7 +174,7 @@ def reproduce_main(argv: list[str]) -> int:
         try:
             code, summary = reproduce(args.params, args.data, args.results, args.notebooks,
                                       args.only, args.force, args.dry_run, args.timeout,
-                                      args.prepare)
+                                      args.prepare, jobs_at_once=args.jobs)
         except (ParamSetError, tables.TableError) as exc:
             log.error("error: %s", exc)
             return 1
