@@ -9,10 +9,10 @@ that cache through the real code path, on data of the right shape:
 
 1. draws the stand-in of the Corel-5k annotation folder (``lib.standin``; 4,999 JPEGs);
 2. writes placeholder fakes (benchmark only, not WGAN outputs): for every training image the
-   three files ``lib.wgan`` writes, ``<stem>_aug.jpeg``, ``<stem>_aug_hor_flip.jpeg`` and
+   three files ``lib.augmentation`` writes, ``<stem>_aug.jpeg``, ``<stem>_aug_hor_flip.jpeg`` and
    ``<stem>_aug_rot_90.jpeg``, made from the stand-in the way the ML-WGAN's inputs and outputs
    are shaped (``lib.wgan.preprocess``: 128x192; ``lib.wgan.fake_variants``: as is, flipped,
-   rotated to 192x128), and ``train_aug.json`` with ``lib.wgan.write_train_aug``;
+   rotated to 192x128), and ``train_aug.json`` with ``lib.augmentation.write_train_aug``;
 3. builds the decode caches as the trainer does (``lib.images.image_cache`` on
    ``lib.data.load_dataset``; train + train_aug, then test): under a temporary
    ``AIA_DATA_DIR``, so nothing lands in ``data/``;
@@ -141,27 +141,29 @@ def _gb(n: float) -> float:
 
 def placeholder_fakes(root: Path, progress: bool = True) -> Path:
     """For every training image of ``root``, the three files ``python -m lib augment`` would
-    write (names from ``lib.wgan.aug_names``), made cheaply from the stand-in itself: the
+    write (names from ``lib.augmentation.aug_names``), made cheaply from the stand-in itself: the
     ML-WGAN's input (``lib.wgan.preprocess``, 128x192) saved as is, flipped and rotated
-    (``lib.wgan.fake_variants``); then ``train_aug.json`` (``lib.wgan.write_train_aug``).
+    (``lib.wgan.fake_variants``); then ``train_aug.json`` (``lib.augmentation.write_train_aug``).
     For this benchmark only: these are not WGAN outputs."""
     from tqdm.auto import tqdm
 
-    from lib import wgan
+    from lib import augmentation, wgan
     from lib.data import read_image
 
     reference = wgan.WGANConfig()  # the reference recipe's size and crop
-    _, names, _ = wgan.training_order(root)
+    _, names, _ = augmentation.training_order(root)
     for name in tqdm(names, desc="placeholder fakes", unit="img", disable=not progress):
         x = wgan.preprocess(read_image(root / "images" / name), reference.image_size,
                             reference.crop_border)
-        for aug, array in zip(wgan.aug_names(name), wgan.fake_variants([x, x, x]), strict=True):
+        variants = wgan.fake_variants([x, x, x])
+        for aug, array in zip(augmentation.aug_names(name), variants, strict=True):
             atomic_write_bytes(root / "images" / aug, wgan.jpeg_bytes(array))
-    # train_aug.json as lib.wgan writes it (3 entries per image, training order, the source's
-    # labels); written here because these placeholders carry no recorded WGAN settings
-    labels, names, targets = wgan.training_order(root)
+    # train_aug.json as lib.augmentation writes it (3 entries per image, training order, the
+    # source's labels); written here because these placeholders carry no recorded WGAN settings
+    labels, names, targets = augmentation.training_order(root)
     samples = [{"image_name": aug, "image_labels": [labels[j] for j in np.flatnonzero(row)]}
-               for name, row in zip(names, targets, strict=True) for aug in wgan.aug_names(name)]
+               for name, row in zip(names, targets, strict=True)
+               for aug in augmentation.aug_names(name)]
     return atomic_write_json(root / "train_aug.json", {"labels": labels, "samples": samples})
 
 

@@ -9,7 +9,7 @@ random copy and without augmentation. Reported per arm, as mean +- standard devi
 the seeds: test per-class F1 and N+ at 0.5 and at the MCC thresholds (metrics.json), and the
 mean per-label F1 over the rarest third of the labels (by training frequency; per-label F1
 from predictions.csv against the test split, ``lib.metrics.per_label_metrics``), plus each
-selection's label coverage (``lib.wgan.augmentation_coverage``).
+selection's label coverage (``lib.augmentation.augmentation_coverage``).
 
     python benchmarks/wgan_selection.py [--images 64] [--iterations N] [--seeds 0 1 2]
         [--work DIR]
@@ -45,7 +45,7 @@ ARMS = ("baseline", "rare", "random")
 
 def prepare(work: Path, images: int, iterations: int | None) -> dict[str, dict]:
     """Draw the scenes dataset and augment its two copies; returns per-arm dataset info."""
-    from lib import synth, wgan
+    from lib import augmentation, synth, wgan
     from lib.config import build
 
     base = work / "data" / "scenes"
@@ -61,8 +61,8 @@ def prepare(work: Path, images: int, iterations: int | None) -> dict[str, dict]:
             overrides["iterations"] = iterations
         config = build(wgan.WGANConfig, wgan.PRESETS, "default", overrides)
         start = time.perf_counter()
-        summary = wgan.augment(root, config, progress=False)
-        coverage = wgan.augmentation_coverage(root)
+        summary = augmentation.augment(root, config, progress=False)
+        coverage = augmentation.augmentation_coverage(root)
         third = coverage.head(max(1, len(coverage) // 3))
         out[select] = {
             "data": root, "augment_seconds": round(time.perf_counter() - start, 1),
@@ -79,9 +79,9 @@ def prepare(work: Path, images: int, iterations: int | None) -> dict[str, dict]:
 
 def rarest_third(root: Path) -> tuple[list[str], np.ndarray]:
     """The labels and the mask of the rarest third by training frequency (ties by name)."""
-    from lib import wgan
+    from lib import augmentation
 
-    labels, _, targets = wgan.training_order(root)
+    labels, _, targets = augmentation.training_order(root)
     frequency = np.asarray(targets, dtype=bool).sum(axis=0)
     order = sorted(range(len(labels)), key=lambda j: (frequency[j], labels[j]))
     mask = np.zeros(len(labels), dtype=bool)

@@ -63,7 +63,7 @@ def main() -> None:
                         help="iterations at sizes of 128x192 and larger (slow on CPU)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (1, as lib.wgan.augment uses on the CPU)")
+                        help="torch threads (1, as lib.augmentation.augment uses on the CPU)")
     parser.add_argument("--out", default=None, help="also write the table as CSV")
     args = parser.parse_args()
     if args.threads:

@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "synth": ("lib.synth", "main", "draw the embedded scenes dataset"),
     "stats": ("lib.data", "stats_main", "label statistics of a dataset folder"),
     "embed": ("lib.embeddings", "embed_main", "compute and cache the label vectors"),
-    "augment": ("lib.wgan", "augment_main", "ML-WGAN augmentation (train_aug.json)"),
+    "augment": ("lib.augmentation", "augment_main", "ML-WGAN augmentation (train_aug.json)"),
     "train": ("lib.training", "train_main", "train a model into a run folder"),
     "evaluate": ("lib.inference", "evaluate_main", "evaluate a run folder (metrics.json)"),
     "score": ("lib.metrics", "score_main", "score a predictions CSV against a dataset"),

@@ -2,16 +2,16 @@
 
 An image gets its labels drawn two ways:
 
-- a label the scenes engine (``lib.synth``) can draw (``sky``, ``sea``, ``tree``,
-  ``buildings``, ...; :data:`SCENE_LABELS`) is drawn with that engine's canvas and object
-  painters, composed into one scene: sky above a horizon, the ground labels as bands from far
+- a label the scenes engine (``lib.painting``, ``lib.scenes``) can draw (``sky``, ``sea``,
+  ``tree``, ``buildings``, ...; :data:`SCENE_LABELS`) is drawn with that engine's canvas and
+  object painters, composed into one scene: sky above a horizon, the ground labels as bands from far
   to near, then the objects on them (an image of ``fish`` or ``coral`` without sky is an
   underwater view);
 - every other label gets its own **mark** (:class:`Mark`): a shape filled with a two-colour
   texture, the same for that label in every image and different from every other label's
   (:func:`mark_table`), placed at a random grid cell, size and rotation.
 
-The canvas is ``lib.synth.Canvas`` (a square drawn at twice the resolution); it is resized to
+The canvas is ``lib.painting.Canvas`` (a square drawn at twice the resolution); it is resized to
 the image's size (192x128 or 128x192), then given the scenes engine's photometric variation
 (exposure, contrast, colour cast, sensor noise).
 """
@@ -27,33 +27,33 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from lib.synth import (
+from lib.painting import (
     GRASS,
     Canvas,
-    _birds,
-    _boats,
-    _bridge,
-    _buildings,
-    _butterfly,
-    _clouds,
-    _coral,
-    _disc,
-    _fence,
-    _fish,
-    _flowers,
-    _herd,
-    _house,
-    _mountains,
-    _pale_ground,
-    _people,
-    _plane,
-    _rocks,
-    _sky,
-    _tower,
-    _tree,
-    _trees,
-    _vehicle,
-    _water,
+    draw_birds,
+    draw_boats,
+    draw_bridge,
+    draw_buildings,
+    draw_butterfly,
+    draw_clouds,
+    draw_coral,
+    draw_disc,
+    draw_fence,
+    draw_fish,
+    draw_flowers,
+    draw_herd,
+    draw_house,
+    draw_mountains,
+    draw_pale_ground,
+    draw_people,
+    draw_plane,
+    draw_rocks,
+    draw_sky,
+    draw_tower,
+    draw_tree,
+    draw_trees,
+    draw_vehicle,
+    draw_water,
 )
 
 Color = tuple[int, int, int]
@@ -239,12 +239,12 @@ def _neutral(c: Canvas, y0: int) -> None:
 def _band(c: Canvas, kind: str, y0: int) -> None:
     """Paint the ground band ``kind`` from row y0 to the bottom."""
     if kind in _WATERS:
-        _water(c, y0)
+        draw_water(c, y0)
     elif kind in {"sand", "beach", "snow"}:
-        ground = _pale_ground(c, "snow" if kind == "snow" else "sand")
+        ground = draw_pale_ground(c, "snow" if kind == "snow" else "sand")
         c.band(y0, y0 + c.px(-0.04, 0.04), ground, wobble=0.015)
     elif kind == "dunes":
-        sand = _pale_ground(c, "sand")
+        sand = draw_pale_ground(c, "sand")
         c.band(y0, y0 + c.px(-0.06, 0.06), sand, wobble=0.05, n=5)
         shade = tuple(max(0, v - 25) for v in sand)
         y1 = y0 + (c.s - y0) // 3
@@ -263,7 +263,7 @@ def _band(c: Canvas, kind: str, y0: int) -> None:
     elif kind == "forest":
         c.gradient(c.col((35, 70, 35), 10), c.col((60, 90, 45), 15), y0)
         f = y0 / c.s
-        _trees(c, f + 0.15, f + 0.35, (5, 10), (0.25, 0.45),
+        draw_trees(c, f + 0.15, f + 0.35, (5, 10), (0.25, 0.45),
                "pine" if c.chance(0.5) else "round")
     elif kind == "road":
         c.draw.rectangle([0, y0, c.s, c.s], fill=c.col((85, 85, 90), 10))
@@ -326,7 +326,7 @@ def draw_scene(c: Canvas, objects: set[str]) -> None:
         horizon = s if not grounded else (c.px(0.45, 0.65) if "mountain" in o
                                           else c.px(0.3, 0.55))
         night = bool(o & {"moon", "stars"}) and "sun" not in o
-        _sky(c, horizon, "night" if night else ("dusk" if c.chance(0.15) else "day"))
+        draw_sky(c, horizon, "night" if night else ("dusk" if c.chance(0.15) else "day"))
     elif o & _TALL:  # a close view: walls fill the frame above the ground
         horizon = c.px(0.65, 0.85)
         wall = c.col((95, 90, 100), 20)
@@ -340,22 +340,22 @@ def draw_scene(c: Canvas, objects: set[str]) -> None:
             c.draw.ellipse([x - r, y - r, x + r, y + r], fill=c.col((240, 240, 220), 15))
     for disc in ("sun", "moon"):
         if disc in o:
-            _disc(c, horizon)
+            draw_disc(c, horizon)
     if "clouds" in o:
-        _clouds(c, horizon)
+        draw_clouds(c, horizon)
     if "plane" in o:
-        _plane(c, horizon)
+        draw_plane(c, horizon)
     if "mountain" in o:
-        _mountains(c, horizon, snowcap="snow" in o)
+        draw_mountains(c, horizon, snowcap="snow" in o)
     if "tower" in o:
-        _tower(c, horizon)
+        draw_tower(c, horizon)
     if "lighthouse" in o:
         _lighthouse(c, horizon)
     if "building" in o:
         if sky:
-            _buildings(c, horizon + 2, max(0.02, f - 0.4), max(0.05, f - 0.12))
+            draw_buildings(c, horizon + 2, max(0.02, f - 0.4), max(0.05, f - 0.12))
         else:
-            _buildings(c, horizon, -0.1, 0.1)
+            draw_buildings(c, horizon, -0.1, 0.1)
 
     # ground: bands far to near, or a plain ground under grounded objects
     tops: dict[str, int] = {}
@@ -382,53 +382,53 @@ def draw_scene(c: Canvas, objects: set[str]) -> None:
                         (x + c.px(0.15, 0.3), s), (x - c.px(0.15, 0.3), s)],
                        fill=c.col((170, 145, 100), 15))
     if "bridge" in o:
-        _bridge(c, (water_top or horizon) + c.px(0.05, 0.15))
+        draw_bridge(c, (water_top or horizon) + c.px(0.05, 0.15))
     if "tree" in o:  # on the far shore when the ground starts with water
         lo = ground + (0.01 if water_top == horizon else 0.05)
-        _trees(c, lo, lo + (0.08 if water_top == horizon else 0.25), (1, 5), (0.2, 0.4))
+        draw_trees(c, lo, lo + (0.08 if water_top == horizon else 0.25), (1, 5), (0.2, 0.4))
     for kind, wall, roof in (("barn", (170, 40, 35), (90, 30, 25)),
                              ("house", (225, 215, 195), (110, 60, 45))):
         if kind in o:
-            _house(c, c.px(0.0, 0.75), horizon + c.px(0.04, 0.12), c.px(0.14, 0.24),
+            draw_house(c, c.px(0.0, 0.75), horizon + c.px(0.04, 0.12), c.px(0.14, 0.24),
                    c.col(wall, 15), c.col(roof, 15))
     if "rock" in o:
-        _rocks(c, ground + 0.1, 0.95, (0.05, 0.1))
+        draw_rocks(c, ground + 0.1, 0.95, (0.05, 0.1))
     if "boat" in o:
         lo = (water_top if water_top is not None else int(ground * s)) + 4
-        _boats(c, lo, max(lo + 2, s - 4), (0.1, 0.25), (1, 3))
+        draw_boats(c, lo, max(lo + 2, s - 4), (0.1, 0.25), (1, 3))
     if "fence" in o:
-        _fence(c, c.px(0.88, 1.0))
+        draw_fence(c, c.px(0.88, 1.0))
     if "cactus" in o:
         for _ in range(int(c.rng.integers(1, 3))):
             _cactus(c)
     for kind in ("cow", "horse", "sheep", "deer", "camel"):
         if kind in o:
-            _herd(c, kind, ground + 0.1, 0.85, (0.12, 0.22))
+            draw_herd(c, kind, ground + 0.1, 0.85, (0.12, 0.22))
     if "palm" in o:
-        _tree(c, c.px(-0.05, 0.2) if c.chance(0.5) else c.px(0.8, 1.05), c.px(0.85, 1.0),
+        draw_tree(c, c.px(-0.05, 0.2) if c.chance(0.5) else c.px(0.8, 1.05), c.px(0.85, 1.0),
               c.px(0.45, 0.7), "palm")
     if "people" in o:
-        _people(c, ground + 0.1, 0.98, (0.12, 0.25))
+        draw_people(c, ground + 0.1, 0.98, (0.12, 0.25))
     if "bus" in o:
-        _vehicle(c, c.px(-0.1, 0.6), c.px(0.93, 0.99), c.px(0.35, 0.5), "bus")
+        draw_vehicle(c, c.px(-0.1, 0.6), c.px(0.93, 0.99), c.px(0.35, 0.5), "bus")
     if "car" in o:
         for _ in range(int(c.rng.integers(1, 3))):
-            _vehicle(c, c.px(-0.15, 0.9), c.px(0.9, 0.99), c.px(0.18, 0.3), "car")
+            draw_vehicle(c, c.px(-0.15, 0.9), c.px(0.9, 0.99), c.px(0.18, 0.3), "car")
     if "flower" in o:
-        _flowers(c, ground + 0.2, 1.0, (6, 18))
+        draw_flowers(c, ground + 0.2, 1.0, (6, 18))
     if "butterfly" in o:
-        _butterfly(c, 0.8)
+        draw_butterfly(c, 0.8)
     if "coral" in o:
-        _coral(c, c.px(0.85, 1.0))
+        draw_coral(c, c.px(0.85, 1.0))
     if "fish" in o:
         colour = c.col([(250, 140, 30), (250, 220, 50), (60, 200, 220), (230, 80, 120)]
                        [int(c.rng.integers(4))], 20)
         lo = 0.1 if underwater else (water_top / s if water_top is not None else ground)
         for _ in range(int(c.rng.integers(1, 6))):
-            _fish(c, c.px(-0.03, 1.03), c.px(min(lo + 0.05, 0.8), 0.85), c.px(0.06, 0.14),
+            draw_fish(c, c.px(-0.03, 1.03), c.px(min(lo + 0.05, 0.8), 0.85), c.px(0.06, 0.14),
                   colour)
     if "bird" in o:
-        _birds(c, horizon if sky and horizon < s else c.px(0.3, 0.6))
+        draw_birds(c, horizon if sky and horizon < s else c.px(0.3, 0.6))
 
 
 def render(rng: np.random.Generator, objects: set[str], marks: Sequence[Mark],

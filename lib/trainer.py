@@ -158,10 +158,10 @@ class Trainer:
             names += list(aug.names)
             targets = np.concatenate([targets, aug.targets])
             self.train_split = "train+train_aug"
-            from lib import wgan
+            from lib import augmentation
 
             sources = {data.aug_source_stem(n) for n in aug.names}
-            recorded = wgan.augmentation_info(root) or {}
+            recorded = augmentation.augmentation_info(root) or {}
             self.augmentation = {"images": len(sources - {None}), "of": len(train.names),
                                  "fakes": len(aug.names), "select": recorded.get("select")}
         self.eval_splits = [s for s in ("val", "test") if s in self.dataset.splits]

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from lib import synth
+from lib import painting, synth
 from lib.paths import ROOT
 
 SMALL = dict(size=24, n_train=24, n_val=6, n_test=8)
@@ -250,7 +250,7 @@ def test_implied_variant_labels(tmp_path):
 
 def test_faint_draws_hidden_objects_barely_or_not_at_all():
     def draw(label: str, hidden: frozenset, seed: int):
-        c = synth.Canvas(16, np.random.default_rng(seed))
+        c = painting.Canvas(16, np.random.default_rng(seed))
         c.draw.rectangle([0, 0, c.s, c.s], fill=(0, 0, 0))
         c.hidden = hidden
         state = c.rng.bit_generator.state

@@ -19,8 +19,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from lib import augmentation, wgan
 from lib import config as config_lib
-from lib import wgan
 from lib.data import DatasetError, load_dataset
 
 #: tiny settings: reference defaults (select=first) but 3 iterations of 16x24 fakes
@@ -207,23 +207,23 @@ def test_bad_settings_are_config_errors_naming_the_setting(overrides, message):
 
 
 def test_cli_options_override_only_what_is_given():
-    parser = wgan.build_parser()
+    parser = augmentation.build_parser()
     args = parser.parse_args(["data/x", "--width", "8", "--limit", "none",
                               "--image-size", "16", "24"])
-    assert wgan.config_from_args(args) == config_lib.build(
+    assert augmentation.config_from_args(args) == config_lib.build(
         wgan.WGANConfig, wgan.PRESETS, "default", {"width": 8, "limit": None,
                                                    "image_size": (16, 24)})
     args = parser.parse_args(["data/x", "--preset", "corel5k", "--device", "cuda:1"])
-    assert wgan.config_from_args(args) == wgan.WGANConfig(device="cuda:1")
+    assert augmentation.config_from_args(args) == wgan.WGANConfig(device="cuda:1")
     with pytest.raises(SystemExit):
         parser.parse_args(["data/x", "--select", "often"])
 
 
 def test_augment_takes_a_config_or_overrides_not_both(tiny_scenes):
     with pytest.raises(config_lib.ConfigError, match="not both"):
-        wgan.augment(tiny_scenes, wgan.WGANConfig(), width=8)
+        augmentation.augment(tiny_scenes, wgan.WGANConfig(), width=8)
     with pytest.raises(config_lib.ConfigError, match="widht"):
-        wgan.augment(tiny_scenes, widht=8)
+        augmentation.augment(tiny_scenes, widht=8)
 
 
 # ------------------------------------------------------------------ dataset runs
@@ -231,7 +231,7 @@ def test_augment_takes_a_config_or_overrides_not_both(tiny_scenes):
 
 def test_outputs_match_the_corel_format(tiny_scenes, tmp_path, corel_dir):
     root = _copy(tiny_scenes, tmp_path)
-    summary = wgan.augment(root, batch_images=2, limit=4, **TINY, **QUIET)
+    summary = augmentation.augment(root, batch_images=2, limit=4, **TINY, **QUIET)
     assert summary["trained"] == 4 and summary["train_aug_entries"] == 12
     assert (summary["images"], summary["of"], summary["select"]) == (4, 96, "first")
     ours = json.loads((root / "train_aug.json").read_text())
@@ -243,7 +243,7 @@ def test_outputs_match_the_corel_format(tiny_scenes, tmp_path, corel_dir):
     first = corel_train[0]
     corel_stem = first["image_name"].rsplit(".", 1)[0]
     assert [s["image_name"] for s in corel["samples"][:3]] == [
-        n.replace("STEM", corel_stem) for n in wgan.aug_names("STEM.jpeg")]
+        n.replace("STEM", corel_stem) for n in augmentation.aug_names("STEM.jpeg")]
     assert all(s["image_labels"] == first["image_labels"] for s in corel["samples"][:3])
     assert set(ours) == {"labels", "samples"}
     assert ours["labels"] == json.loads((root / "train.json").read_text())["labels"]
@@ -262,19 +262,19 @@ def test_outputs_match_the_corel_format(tiny_scenes, tmp_path, corel_dir):
                               else (24, 16))
     ds = load_dataset(root)
     assert ds.splits["train_aug"].names == [s["image_name"] for s in expected]
-    logs = wgan.load_logs(root)
+    logs = augmentation.load_logs(root)
     assert len(logs) == 4 * 3 and set(logs["image"]) == {s["image_name"] for s in train}
     assert np.isfinite(logs[["critic_loss", "generator_loss"]].to_numpy()).all()
     recorded = json.loads((root / "augment_logs" / "config.json").read_text())
     assert (recorded["images"], recorded["of"], recorded["select"]) == (4, 96, "first")
     assert recorded["settings"]["width"] == 4 and "device" not in recorded["settings"]
-    assert wgan.augmentation_info(root) == {"images": 4, "of": 96, "select": "first"}
+    assert augmentation.augmentation_info(root) == {"images": 4, "of": 96, "select": "first"}
 
 
 def test_second_run_does_no_work(tiny_scenes, tmp_path, monkeypatch):
     root = _copy(tiny_scenes, tmp_path)
     threads = torch.get_num_threads()
-    wgan.augment(root, batch_images=3, limit=3, **{**TINY, "threads": threads + 1}, **QUIET)
+    augmentation.augment(root, batch_images=3, limit=3, **{**TINY, "threads": threads + 1}, **QUIET)
     assert torch.get_num_threads() == threads  # restored
     before = _fakes(root)
     assert len(before) == 9
@@ -282,13 +282,14 @@ def test_second_run_does_no_work(tiny_scenes, tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("trainer called on a finished dataset")
 
-    monkeypatch.setattr(wgan, "train_group", fail)
+    monkeypatch.setattr(augmentation, "train_group", fail)
     # batch_images, threads and device do not change the fakes: not a settings change
-    summary = wgan.augment(root, batch_images=1, limit=3, **TINY, **QUIET)
+    summary = augmentation.augment(root, batch_images=1, limit=3, **TINY, **QUIET)
     assert summary["trained"] == 0 and summary["skipped_done"] == 3
     assert _fakes(root) == before
-    with pytest.raises(wgan.SettingsMismatch, match="config.json.*iterations: recorded 3, now 4"):
-        wgan.augment(root, batch_images=3, limit=3, **{**TINY, "iterations": 4}, **QUIET)
+    with pytest.raises(augmentation.SettingsMismatch,
+                       match="config.json.*iterations: recorded 3, now 4"):
+        augmentation.augment(root, batch_images=3, limit=3, **{**TINY, "iterations": 4}, **QUIET)
 
 
 def test_two_shards_equal_one_run(tiny_scenes, tmp_path):
@@ -296,12 +297,12 @@ def test_two_shards_equal_one_run(tiny_scenes, tmp_path):
     two = _copy(tiny_scenes, tmp_path / "two")
     args = ["--iterations", "3", "--image-size", "16", "24", "--width", "4", "--crop-border", "0",
             "--limit", "6", "--batch-images", "3", "--no-progress"]
-    assert wgan.augment_main([str(one), *args]) == 0
+    assert augmentation.augment_main([str(one), *args]) == 0
     # the second shard finishes first: train_aug.json still follows the training order
-    assert wgan.augment_main([str(two), *args, "--shard", "1/2"]) == 0
+    assert augmentation.augment_main([str(two), *args, "--shard", "1/2"]) == 0
     partial = json.loads((two / "train_aug.json").read_text())["samples"]
     assert len(partial) == 9
-    assert wgan.augment_main([str(two), *args, "--shard", "0/2"]) == 0
+    assert augmentation.augment_main([str(two), *args, "--shard", "0/2"]) == 0
     assert (one / "train_aug.json").read_bytes() == (two / "train_aug.json").read_bytes()
     assert (one / "augment_logs" / "config.json").read_bytes() == \
         (two / "augment_logs" / "config.json").read_bytes()
@@ -315,12 +316,12 @@ def test_corrupt_image_is_reported_by_name(tiny_scenes, tmp_path):
     name = _train_samples(root)[1]["image_name"]
     (root / "images" / name).write_bytes(b"not an image at all")
     with pytest.raises(DatasetError, match=name):
-        wgan.augment(root, batch_images=2, limit=2, **TINY, **QUIET)
+        augmentation.augment(root, batch_images=2, limit=2, **TINY, **QUIET)
 
 
 def test_bad_arguments_are_rejected():
     with pytest.raises(ValueError, match="shard"):
-        wgan.parse_shard("2/2")
+        augmentation.parse_shard("2/2")
     with pytest.raises(ValueError, match="image size"):
         wgan.parse_size("12by5")
     with pytest.raises(ValueError, match="iterations"):
@@ -341,26 +342,27 @@ def test_interrupted_overwrite_then_plain_rerun_continues_with_the_new_settings(
     root = _copy(tiny_scenes, tmp_path / "mixed")
     fresh = _copy(tiny_scenes, tmp_path / "fresh")
     run = {**TINY, "limit": 4, "batch_images": 2, **QUIET}
-    wgan.augment(root, **run)                                   # width 4
-    third = wgan.aug_names(_train_samples(root)[2]["image_name"])[-1]
-    real_write = wgan.atomic_write_bytes
+    augmentation.augment(root, **run)                                   # width 4
+    third = augmentation.aug_names(_train_samples(root)[2]["image_name"])[-1]
+    real_write = augmentation.atomic_write_bytes
 
     def dying_write(path, data):
         if Path(path).name == third:
             raise _Interrupt
         return real_write(path, data)
 
-    monkeypatch.setattr(wgan, "atomic_write_bytes", dying_write)
+    monkeypatch.setattr(augmentation, "atomic_write_bytes", dying_write)
     with pytest.raises(_Interrupt):
-        wgan.augment(root, overwrite=True, **{**run, "width": 8})
-    monkeypatch.setattr(wgan, "atomic_write_bytes", real_write)
+        augmentation.augment(root, overwrite=True, **{**run, "width": 8})
+    monkeypatch.setattr(augmentation, "atomic_write_bytes", real_write)
     # the recorded settings are the new ones: the old settings are refused now
-    with pytest.raises(wgan.SettingsMismatch, match=r"config\.json.*width: recorded 8, now 4"):
-        wgan.augment(root, **run)
-    summary = wgan.augment(root, **{**run, "width": 8})         # plain rerun
+    with pytest.raises(augmentation.SettingsMismatch,
+                       match=r"config\.json.*width: recorded 8, now 4"):
+        augmentation.augment(root, **run)
+    summary = augmentation.augment(root, **{**run, "width": 8})         # plain rerun
     # images 0 and 1 were redone before the interruption; 2 (half saved) and 3 (width 4) now
     assert (summary["trained"], summary["skipped_done"], summary["images"]) == (2, 2, 4)
-    wgan.augment(fresh, **{**run, "width": 8})
+    augmentation.augment(fresh, **{**run, "width": 8})
     assert _fakes(root) == _fakes(fresh) and len(_fakes(root)) == 12
     assert (root / "train_aug.json").read_bytes() == (fresh / "train_aug.json").read_bytes()
     assert json.loads((root / "augment_logs" / "config.json").read_text())["settings"]["width"] == 8
@@ -370,28 +372,28 @@ def test_shard_with_other_settings_is_refused(tiny_scenes, tmp_path, capsys):
     root = _copy(tiny_scenes, tmp_path)
     args = ["--iterations", "3", "--image-size", "16", "24", "--crop-border", "0", "--limit", "4",
             "--batch-images", "2", "--no-progress"]
-    assert wgan.augment_main([str(root), *args, "--width", "4", "--shard", "0/2"]) == 0
+    assert augmentation.augment_main([str(root), *args, "--width", "4", "--shard", "0/2"]) == 0
     before = _fakes(root)
-    assert wgan.augment_main([str(root), *args, "--width", "8", "--shard", "1/2"]) == 2
+    assert augmentation.augment_main([str(root), *args, "--width", "8", "--shard", "1/2"]) == 2
     err = capsys.readouterr().err
     assert "augment_logs/config.json" in err and "width: recorded 4, now 8" in err
     assert _fakes(root) == before and len(before) == 6          # nothing written
     # the same settings are welcome
-    assert wgan.augment_main([str(root), *args, "--width", "4", "--shard", "1/2"]) == 0
+    assert augmentation.augment_main([str(root), *args, "--width", "4", "--shard", "1/2"]) == 0
     assert len(_fakes(root)) == 12
 
 
 def test_overwrite_is_refused_while_another_shard_runs(tiny_scenes, tmp_path):
     root = _copy(tiny_scenes, tmp_path)
     run = {**TINY, "limit": 2, **QUIET}
-    wgan.augment(root, **run)
+    augmentation.augment(root, **run)
     # another augmentation process holds its presence lock (flock: per open file)
     with open(root / "augment_logs" / ".running", "a+") as other:
         fcntl.flock(other, fcntl.LOCK_SH)
-        with pytest.raises(wgan.SettingsMismatch, match="another augmentation process"):
-            wgan.augment(root, overwrite=True, **{**run, "width": 8})
+        with pytest.raises(augmentation.SettingsMismatch, match="another augmentation process"):
+            augmentation.augment(root, overwrite=True, **{**run, "width": 8})
         # the same settings are fine beside it
-        assert wgan.augment(root, **run)["skipped_done"] == 2
+        assert augmentation.augment(root, **run)["skipped_done"] == 2
 
 
 def test_resume_after_a_kill_is_byte_identical_and_removes_stale_temporaries(
@@ -399,7 +401,7 @@ def test_resume_after_a_kill_is_byte_identical_and_removes_stale_temporaries(
     once = _copy(tiny_scenes, tmp_path / "once")
     twice = _copy(tiny_scenes, tmp_path / "twice")
     run = {**TINY, "limit": 4, "batch_images": 2, **QUIET}
-    wgan.augment(once, **run)
+    augmentation.augment(once, **run)
     real_train = wgan.train_group
     calls = []
 
@@ -409,10 +411,10 @@ def test_resume_after_a_kill_is_byte_identical_and_removes_stale_temporaries(
             raise _Interrupt
         return real_train(*args, **kwargs)
 
-    monkeypatch.setattr(wgan, "train_group", dies_on_second_batch)
+    monkeypatch.setattr(augmentation, "train_group", dies_on_second_batch)
     with pytest.raises(_Interrupt):
-        wgan.augment(twice, **run)
-    monkeypatch.setattr(wgan, "train_group", real_train)
+        augmentation.augment(twice, **run)
+    monkeypatch.setattr(augmentation, "train_group", real_train)
     # what a kill -9 in the middle of atomic saves leaves behind
     stem = _train_samples(twice)[2]["image_name"].rsplit(".", 1)[0]
     stale = [twice / "images" / f".{stem}_aug.jpeg.k2j4x9.tmp",
@@ -422,7 +424,7 @@ def test_resume_after_a_kill_is_byte_identical_and_removes_stale_temporaries(
         path.write_bytes(b"half")
     foreign = twice / "images" / ".someone_elses.tmp"
     foreign.write_bytes(b"not ours")
-    summary = wgan.augment(twice, **run)
+    summary = augmentation.augment(twice, **run)
     assert (summary["trained"], summary["skipped_done"],
             summary["stale_temps_removed"]) == (2, 2, 3)
     assert not any(p.exists() for p in stale) and foreign.exists()
@@ -434,16 +436,16 @@ def test_resume_after_a_kill_is_byte_identical_and_removes_stale_temporaries(
 def test_only_old_temporaries_are_removed_while_another_shard_runs(tiny_scenes, tmp_path):
     root = _copy(tiny_scenes, tmp_path)
     run = {**TINY, "limit": 2, **QUIET}
-    wgan.augment(root, **run)
+    augmentation.augment(root, **run)
     young = root / "images" / ".1_aug.jpeg.young1.tmp"
     old = root / "images" / ".1_aug_rot_90.jpeg.old123.tmp"
     for path in (young, old):
         path.write_bytes(b"x")
-    hours_ago = time.time() - 2 * wgan.STALE_TEMP_SECONDS
+    hours_ago = time.time() - 2 * augmentation.STALE_TEMP_SECONDS
     os.utime(old, (hours_ago, hours_ago))
     with open(root / "augment_logs" / ".running", "a+") as other:
         fcntl.flock(other, fcntl.LOCK_SH)   # another shard is writing: `young` may be its own
-        assert wgan.augment(root, **run)["stale_temps_removed"] == 1
+        assert augmentation.augment(root, **run)["stale_temps_removed"] == 1
     assert young.exists() and not old.exists()
 
 
@@ -453,15 +455,15 @@ def test_fakes_of_unknown_settings_are_refused_then_replaced_with_overwrite(
     root = _copy(tiny_scenes, tmp_path)
     name = _train_samples(root)[0]["image_name"]
     real = Image.open(root / "images" / name).convert("RGB")
-    for aug in wgan.aug_names(name):
+    for aug in augmentation.aug_names(name):
         real.save(root / "images" / aug, format="JPEG")
     foreign = _fakes(root)
-    with pytest.raises(wgan.SettingsMismatch, match="made elsewhere"):
-        wgan.augment(root, limit=2, **TINY, **QUIET)
-    summary = wgan.augment(root, limit=2, overwrite=True, **TINY, **QUIET)
+    with pytest.raises(augmentation.SettingsMismatch, match="made elsewhere"):
+        augmentation.augment(root, limit=2, **TINY, **QUIET)
+    summary = augmentation.augment(root, limit=2, overwrite=True, **TINY, **QUIET)
     assert summary["trained"] == 2
     assert all(_fakes(root)[k] != v for k, v in foreign.items())
-    assert Image.open(root / "images" / wgan.aug_names(name)[0]).size == (24, 16)
+    assert Image.open(root / "images" / augmentation.aug_names(name)[0]).size == (24, 16)
 
 
 # ------------------------------------------------------------------ which images
@@ -476,12 +478,13 @@ def test_selection_orders_by_hand():
                         [1, 1, 0],   # i3: b (2)
                         [0, 0, 1],   # i4: c (2)
                         [1, 0, 0]])  # i5: a (3)
-    assert wgan.selection_order(names, targets, "rare", 0) == ["i1", "i3", "i4", "i0", "i5", "i2"]
-    assert wgan.selection_order(names, targets, "first", 0) == names
-    shuffled = wgan.selection_order(names, targets, "random", 0)
+    assert augmentation.selection_order(names, targets, "rare", 0) == [
+        "i1", "i3", "i4", "i0", "i5", "i2"]
+    assert augmentation.selection_order(names, targets, "first", 0) == names
+    shuffled = augmentation.selection_order(names, targets, "random", 0)
     assert sorted(shuffled) == names
-    assert shuffled == wgan.selection_order(names, targets, "random", 0)
-    orders = {tuple(wgan.selection_order(names, targets, "random", s)) for s in range(6)}
+    assert shuffled == augmentation.selection_order(names, targets, "random", 0)
+    orders = {tuple(augmentation.selection_order(names, targets, "random", s)) for s in range(6)}
     assert len(orders) > 1
 
 
@@ -493,17 +496,17 @@ def test_rare_selection_and_coverage_against_the_json_files(tiny_scenes, tmp_pat
     key = [min((frequency[x] for x in s["image_labels"]), default=10**9) for s in samples]
     rare = [samples[i]["image_name"] for i in sorted(range(len(samples)), key=lambda i: key[i])]
     config = wgan.WGANConfig(**TINY, select="rare", limit=5, batch_images=5)
-    assert wgan.select_images(root, config) == rare[:5]
-    assert wgan.select_images(root, wgan.WGANConfig(**TINY, select="random", limit=3)) == \
-        wgan.select_images(root, wgan.WGANConfig(**TINY, select="random", limit=7))[:3]
-    summary = wgan.augment(root, config, progress=False)
+    assert augmentation.select_images(root, config) == rare[:5]
+    assert augmentation.select_images(root, wgan.WGANConfig(**TINY, select="random", limit=3)) == \
+        augmentation.select_images(root, wgan.WGANConfig(**TINY, select="random", limit=7))[:3]
+    summary = augmentation.augment(root, config, progress=False)
     assert (summary["images"], summary["of"], summary["selected"]) == (5, len(samples), 5)
     listed = json.loads((root / "train_aug.json").read_text())["samples"]
     chosen = set(rare[:5])
     assert [s["image_name"] for s in listed[::3]] == [
         s["image_name"].rsplit(".", 1)[0] + "_aug.jpeg" for s in samples
         if s["image_name"] in chosen]                                   # training order
-    coverage = wgan.augmentation_coverage(root).set_index("label")
+    coverage = augmentation.augmentation_coverage(root).set_index("label")
     augmented = Counter(x for s in samples if s["image_name"] in chosen
                         for x in s["image_labels"])
     for label, n in frequency.items():
@@ -513,5 +516,5 @@ def test_rare_selection_and_coverage_against_the_json_files(tiny_scenes, tmp_pat
     assert list(coverage["train_images"]) == sorted(coverage["train_images"])
     rarest = min(frequency, key=lambda x: (frequency[x], x))
     assert coverage.loc[rarest, "share"] > 0       # the rarest label got fakes
-    assert wgan.done_images(root) == [s["image_name"] for s in samples
+    assert augmentation.done_images(root) == [s["image_name"] for s in samples
                                       if s["image_name"] in chosen]

@@ -12,7 +12,7 @@ import pandas as pd
 import seaborn as sns
 from PIL import Image
 
-from lib import wgan
+from lib import augmentation, wgan
 from lib.data import read_image
 
 
@@ -29,7 +29,7 @@ def real_and_fakes(dataset_root: str | Path, names: Sequence[str], config: wgan.
         real = wgan.to_uint8(wgan.preprocess(read_image(root / "images" / name),
                                              config.image_size, config.crop_border))
         fakes = [np.asarray(Image.open(root / "images" / aug).convert("RGB"))
-                 for aug in wgan.aug_names(name)]
+                 for aug in augmentation.aug_names(name)]
         for c, image in enumerate([real, *fakes]):
             ax = axes[r, c]
             ax.imshow(image)
@@ -59,7 +59,7 @@ def loss_curves(logs: pd.DataFrame):
 
 def coverage(table: pd.DataFrame, annotate: int = 8):
     """Share of each label's training images that have fakes against the label's training
-    frequency (``lib.wgan.augmentation_coverage``), one point per label; the ``annotate``
+    frequency (``lib.augmentation.augmentation_coverage``), one point per label; the ``annotate``
     rarest labels are listed beside it."""
     fig, ax = plt.subplots(figsize=(7.2, 3.8))
     shown = table.dropna(subset=["share"])

@@ -1,0 +1,620 @@
+"""The ML-WGAN augmentation job over a dataset: which training images, their fakes,
+records that never mix settings, resuming, shards and ``train_aug.json``.
+
+The method (settings, networks, preprocessing, one grouped WGAN-GP per K images) is
+:mod:`lib.wgan`; docs/method.md, "ML-WGAN augmentation", describes both. :func:`augment`
+trains the pending selected images K at a time with :func:`lib.wgan.train_group` and saves the
+three fakes of each as ``<stem>_aug.jpeg``, ``<stem>_aug_hor_flip.jpeg`` and
+``<stem>_aug_rot_90.jpeg`` under ``images/``; :func:`write_train_aug` lists them.
+
+Which images (``select``, ``limit``): ``first`` takes training images in ``train.json`` order,
+``random`` a seeded permutation, ``rare`` the images carrying the rarest labels first (by the
+smallest training frequency of an image's labels, ties in training order, images without
+labels last); ``limit`` keeps the first ``limit`` of that order. :func:`augmentation_coverage`
+gives, per label, the share of its training images that have fakes.
+
+Records (settings never mix silently): ``augment_logs/config.json`` records the settings of
+the job (everything but ``batch_images``, ``device`` and ``threads``, which do not change the
+fakes), and every image records the hash of the settings its fakes were made with in
+``augment_logs/<stem>.settings.json``, written before its three fakes. An image is done when
+its three fakes exist and its record matches the current settings. A job whose settings differ
+from the recorded ones is refused (:class:`SettingsMismatch`) unless ``overwrite``, which
+records the new settings first; a later plain run then redoes every image whose record
+differs. The check and the record happen under ``augment_logs/.lock``, shared by all shards.
+Stale temporary files of an interrupted save are removed at the start.
+
+CPU threads: ``augment`` trains with one torch thread by default (``threads``): these small
+grouped convolutions gain little from a second intra-op thread and slow down badly when the
+cores are shared; use more cores with shards (one process each). On a GPU, K = 32 or more.
+
+CLI: ``python -m lib augment DATA_DIR [--preset default|corel5k] [--<setting> VALUE ...]
+[--shard I/N] [--overwrite] [--no-progress]`` (:func:`augment_main`; one option per
+:class:`WGANConfig` field, and only the options given override the preset), e.g. two CPU
+processes: ``python -m lib augment data/scenes --shard 0/2 & python -m lib augment data/scenes
+--shard 1/2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import re
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from lib import paths
+from lib.config import ConfigError, add_arguments, build, given
+from lib.locking import file_lock
+from lib.utils import atomic_save, atomic_write_bytes, atomic_write_json
+from lib.wgan import (
+    AUG_SUFFIXES,
+    PRESETS,
+    SELECTIONS,
+    GroupResult,
+    WGANConfig,
+    fake_settings,
+    fake_variants,
+    image_seed,
+    job_settings,
+    jpeg_bytes,
+    preprocess,
+    settings_hash,
+    train_group,
+)
+
+LOG_DIR = "augment_logs"
+CONFIG_FILE = "config.json"
+TRAIN_AUG_FILE = "train_aug.json"
+#: the lock of the check-and-record critical section and of train_aug.json, in LOG_DIR
+LOCK_FILE = ".lock"
+#: held shared by every running augmentation process of a dataset, in LOG_DIR
+PRESENCE_FILE = ".running"
+#: temporary files of an interrupted save older than this are removed even while another
+#: augmentation process runs (a save takes milliseconds)
+STALE_TEMP_SECONDS = 3600
+
+
+class SettingsMismatch(ValueError):
+    """The settings of a job differ from those recorded in the dataset's augment_logs/."""
+
+
+# --------------------------------------------------------------------------- which images
+
+
+def aug_names(name: str) -> list[str]:
+    """The three generated image names of a training image (the last one marks it done)."""
+    stem = str(PurePosixPath(name).with_suffix(""))
+    return [f"{stem}{suffix}.jpeg" for suffix in AUG_SUFFIXES]
+
+
+def training_order(root: str | Path) -> tuple[list[str], list[str], np.ndarray]:
+    """``(labels, names, targets)`` of every image of ``train.json`` in file order (a carved
+    validation split is not carved: the reference augments all training images; ``lib.data``
+    holds the fakes of carved validation images out of training). Annotations only: the
+    images are checked by :func:`augment` before training."""
+    from lib.data import DatasetError, load_dataset
+
+    ds = load_dataset(root, check_images=False, val_fraction=0.0)
+    train = ds.splits["train"]
+    stems: dict[str, str] = {}
+    for name in train.names:
+        stem = str(PurePosixPath(name).with_suffix(""))
+        if stem in stems:
+            raise DatasetError(f"{Path(root) / 'train.json'}: images {stems[stem]!r} and "
+                               f"{name!r} would give the same generated names ({stem}_aug...)")
+        stems[stem] = name
+    return ds.labels, list(train.names), train.targets
+
+
+def selection_order(names: Sequence[str], targets: np.ndarray, select: str,
+                    seed: int) -> list[str]:
+    """Every training image in the order ``select`` takes them (``limit`` keeps a prefix).
+
+    ``first``: training order; ``random``: a permutation seeded from ``seed``; ``rare``: by
+    the smallest training frequency of the image's labels, ties in training order, images
+    without labels last."""
+    n = len(names)
+    if select == "first":
+        order = np.arange(n)
+    elif select == "random":
+        stream = int.from_bytes(b"select", "little")  # apart from the per-image WGAN streams
+        order = np.random.default_rng(np.random.SeedSequence([int(seed), stream])).permutation(n)
+    elif select == "rare":
+        carries = np.asarray(targets, dtype=bool).reshape(n, -1)
+        never = np.iinfo(np.int64).max  # images without labels: last
+        frequency = carries.sum(axis=0).astype(np.int64)
+        rarest = np.where(carries, frequency[None, :], never).min(axis=1, initial=never)
+        order = np.argsort(rarest, kind="stable")
+    else:
+        raise ConfigError(f"select={select!r}; expected one of {', '.join(SELECTIONS)}")
+    return [names[i] for i in order]
+
+
+def select_images(dataset_root: str | Path, config: WGANConfig) -> list[str]:
+    """The training images ``config`` augments (``select``, then ``limit``), in that order."""
+    _, names, targets = training_order(dataset_root)
+    return selection_order(names, targets, config.select, config.seed)[: config.limit]
+
+
+# --------------------------------------------------------------------------- records
+
+
+def _log_path(root: Path, name: str) -> Path:
+    return root / LOG_DIR / f"{PurePosixPath(name).with_suffix('')}.csv"
+
+
+def _record_path(root: Path, name: str) -> Path:
+    return root / LOG_DIR / f"{PurePosixPath(name).with_suffix('')}.settings.json"
+
+
+def recorded_hash(root: str | Path, name: str) -> str | None:
+    """The settings hash recorded for ``name``'s fakes (None: no readable record)."""
+    try:
+        record = json.loads(_record_path(Path(root), name).read_text(encoding="utf-8"))
+        return str(record["settings_hash"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def has_fakes(root: str | Path, name: str) -> bool:
+    """True when all three fakes of ``name`` exist (whatever made them)."""
+    return all((Path(root) / "images" / aug).is_file() for aug in aug_names(name))
+
+
+def is_done(root: str | Path, name: str, config_hash: str) -> bool:
+    """True when the three fakes of ``name`` exist and were made with the settings of hash
+    ``config_hash`` (:func:`settings_hash`)."""
+    return has_fakes(root, name) and recorded_hash(root, name) == config_hash
+
+
+def read_config(dataset_root: str | Path) -> dict[str, Any] | None:
+    """``augment_logs/config.json`` (None when there is none): the recorded ``settings``,
+    their ``settings_hash``, and ``images`` augmented ``of`` the training images,
+    ``selected`` by ``select``."""
+    path = Path(dataset_root) / LOG_DIR / CONFIG_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        out = json.loads(text)
+    except ValueError as exc:
+        raise SettingsMismatch(f"{path}: not valid JSON ({exc}); pass overwrite=True "
+                               "(--overwrite) to record the settings afresh") from None
+    if not isinstance(out, dict):
+        raise SettingsMismatch(f"{path}: expected a JSON object")
+    return out
+
+
+def recorded_config(dataset_root: str | Path) -> WGANConfig | None:
+    """The settings recorded in ``augment_logs/config.json`` (execution settings at their
+    defaults), or None when there is no such file."""
+    recorded = read_config(dataset_root)
+    if recorded is None:
+        return None
+    where = str(Path(dataset_root) / LOG_DIR / CONFIG_FILE)
+    if not isinstance(recorded.get("settings"), dict):
+        raise SettingsMismatch(f"{where}: no 'settings' (written by an older version); pass "
+                               "overwrite=True (--overwrite) to record the settings afresh")
+    return build(WGANConfig, overrides=recorded["settings"], where=where)
+
+
+def augmentation_info(dataset_root: str | Path) -> dict[str, Any] | None:
+    """``{"images": n, "of": N, "select": ...}``: how many training images have fakes in
+    ``train_aug.json``, of how many, chosen how; None when nothing was recorded."""
+    recorded = read_config(dataset_root)
+    if recorded is None or "images" not in recorded:
+        return None
+    return {"images": recorded["images"], "of": recorded["of"], "select": recorded["select"]}
+
+
+def _diff(old: dict[str, Any], new: dict[str, Any]) -> str:
+    keys = [k for k in new if old.get(k, "(not recorded)") != new[k]]
+    keys += [k for k in old if k not in new]
+    return "; ".join(f"{k}: recorded {old.get(k, '(not recorded)')}, now "
+                     f"{new.get(k, '(none)')}" for k in keys)
+
+
+def _check_and_record(root: Path, config: WGANConfig, names: Sequence[str],
+                      targets: np.ndarray, overwrite: bool, alone: bool) -> None:
+    """Refuse settings other than the recorded ones (unless ``overwrite``, and then only
+    when no other augmentation process runs here); record the new ones. Call under the lock."""
+    path = root / LOG_DIR / CONFIG_FILE
+    wanted = job_settings(config)
+    try:
+        recorded = read_config(root)
+    except SettingsMismatch:
+        if not overwrite:
+            raise
+        recorded = {"settings": "(unreadable)"}
+    if recorded is not None:
+        old = recorded.get("settings")
+        old = old if isinstance(old, dict) else {k: v for k, v in recorded.items()
+                                                 if k in wanted}  # an older, flat config.json
+        if old == wanted:
+            return
+        if not overwrite:
+            raise SettingsMismatch(
+                f"{path}: the fakes here were made with other settings ({_diff(old, wanted)}); "
+                "rerun with the recorded settings, or pass overwrite=True (--overwrite) to "
+                "redo the selected images with the new ones")
+        if not alone:
+            raise SettingsMismatch(
+                f"{path}: another augmentation process is running in {root} with the recorded "
+                f"settings ({_diff(old, wanted)}); wait for it or stop it before overwriting")
+    elif not overwrite:
+        made = [n for n in names if has_fakes(root, n)]
+        if made:
+            raise SettingsMismatch(
+                f"{path} is missing, but {root / 'images'} holds the fakes of {len(made)} "
+                f"training images (e.g. {aug_names(made[0])[0]}) made elsewhere or by an older "
+                "version, with unknown settings; pass overwrite=True (--overwrite) to redo them")
+    _write_config(root, config, names, targets)
+
+
+def _write_config(root: Path, config: WGANConfig, names: Sequence[str],
+                  targets: np.ndarray) -> tuple[list[str], list[str]]:
+    """Record ``config`` in ``augment_logs/config.json`` with the counts; returns
+    ``(selected, done)`` (``done``: selected and made with these settings, training order)."""
+    selected = selection_order(names, targets, config.select, config.seed)[: config.limit]
+    chosen = set(selected)
+    config_hash = settings_hash(config)
+    done = [n for n in names if n in chosen and is_done(root, n, config_hash)]
+    atomic_write_json(root / LOG_DIR / CONFIG_FILE, {
+        "images": len(done), "of": len(names), "select": config.select,
+        "limit": config.limit, "selected": len(selected), "settings_hash": config_hash,
+        "settings": job_settings(config),
+    })
+    return selected, done
+
+
+# --------------------------------------------------------------------------- concurrency
+
+
+class _Presence:
+    """A shared ``flock`` on ``augment_logs/.running`` held by every augmentation process of a
+    dataset for its whole job (the OS drops it when the process dies). Taking it exclusively
+    (under the lock, without waiting) tells whether any other such process is alive."""
+
+    def __init__(self, root: Path):
+        path = root / LOG_DIR / PRESENCE_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = open(path, "a+")  # noqa: SIM115 - closed in close()
+
+    def alone(self) -> bool:
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def share(self) -> None:
+        fcntl.flock(self.handle, fcntl.LOCK_SH)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            fcntl.flock(self.handle, fcntl.LOCK_UN)
+        self.handle.close()
+
+
+#: temporary files of lib.utils' atomic writes (``.<name>.<random>.tmp``, and atomic_save's
+#: ``.<name>.<random><suffix>``) of the files augment writes
+_TEMP_NAMES = {
+    "images": re.compile(r"^\..+_aug(_hor_flip|_rot_90)?\.jpeg\.[^.]+\.tmp$"),
+    LOG_DIR: re.compile(r"^\..+\.(csv|json)\.[^.]+\.(tmp|csv|json)$"),
+}
+
+
+def _remove_stale_temps(root: Path, alone: bool) -> int:
+    """Remove the temporary files an interrupted save left behind: all of them when no other
+    augmentation process runs here, else those older than :data:`STALE_TEMP_SECONDS`."""
+    removed = 0
+    now = time.time()
+    candidates = [p for folder, pattern in _TEMP_NAMES.items() if (root / folder).is_dir()
+                  for p in (root / folder).rglob(".*") if pattern.match(p.name)]
+    candidates += [p for p in root.glob(f".{TRAIN_AUG_FILE}.*.tmp")]
+    for path in candidates:
+        with contextlib.suppress(FileNotFoundError):
+            if alone or now - path.stat().st_mtime > STALE_TEMP_SECONDS:
+                path.unlink()
+                removed += 1
+    return removed
+
+
+def _lock(root: Path):
+    return file_lock(root / LOG_DIR / LOCK_FILE, "ML-WGAN augmentation", wait=True)
+
+
+# --------------------------------------------------------------------------- dataset run
+
+
+def write_train_aug(dataset_root: str | Path) -> Path:
+    """(Re)build ``train_aug.json`` from the selected training images whose fakes were made
+    with the recorded settings, in training order (deterministic whatever the shards did),
+    and update the counts of ``augment_logs/config.json``; under the lock."""
+    root = Path(dataset_root)
+    labels, names, targets = training_order(root)
+    # scan and write under one lock: a shard finishing later never loses to a stale scan
+    with _lock(root):
+        config = recorded_config(root)
+        if config is None:
+            raise FileNotFoundError(f"{root / LOG_DIR / CONFIG_FILE}: no recorded settings "
+                                    "(run `python -m lib augment` first)")
+        _, done = _write_config(root, config, names, targets)
+        done_set = set(done)
+        samples = []
+        for name, row in zip(names, targets, strict=True):
+            if name in done_set:
+                image_labels = [labels[j] for j in np.flatnonzero(row)]
+                samples += [{"image_name": aug, "image_labels": image_labels}
+                            for aug in aug_names(name)]
+        return atomic_write_json(root / TRAIN_AUG_FILE, {"labels": labels, "samples": samples})
+
+
+def parse_shard(value: str | Sequence[int]) -> tuple[int, int]:
+    """``"1/4"`` or ``(1, 4)`` -> ``(1, 4)``: shard 1 of 4 takes images 1::4."""
+    if isinstance(value, str):
+        try:
+            index, count = (int(v) for v in value.split("/"))
+        except ValueError:
+            raise ValueError(f"shard {value!r}: expected I/N, e.g. 0/2") from None
+    else:
+        index, count = (int(v) for v in value)
+    if not 0 <= index < count:
+        raise ValueError(f"shard {index}/{count}: need 0 <= I < N")
+    return index, count
+
+
+def augment(dataset_root: str | Path, config: WGANConfig | None = None, *,
+            shard: str | Sequence[int] = (0, 1), overwrite: bool = False, progress: bool = True,
+            preset: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """Write the three fakes of every pending selected training image and ``train_aug.json``.
+
+    ``config`` holds every setting; without it, ``lib.config.build(WGANConfig, PRESETS,
+    preset, overrides)`` makes one (``preset`` None: the reference defaults). The images are
+    ``select``-ed, the first ``limit`` kept, and shard ``I/N`` takes ``I::N`` of them; an image
+    whose fakes were made with these settings is skipped (resume) unless ``overwrite``; K =
+    ``batch_images`` are trained at once. Settings other than those recorded in
+    ``augment_logs/config.json`` are refused (:class:`SettingsMismatch`) unless ``overwrite``.
+    Per image, the loss curves go to ``augment_logs/<stem>.csv`` (``iteration``,
+    ``critic_loss``, ``generator_loss``). Returns a summary (``images`` augmented ``of`` the
+    training images: all shards so far, with these settings).
+
+    ``threads``: torch intra-op threads while training on the CPU (restored afterwards;
+    None leaves torch's setting). The reference's 1 is deliberate: these small grouped
+    convolutions gain little from a second thread and lose a lot when the cores are
+    shared, so use more cores by running shards as separate processes."""
+    if config is None:
+        config = build(WGANConfig, PRESETS, preset, overrides, where="lib.augmentation.augment")
+    elif overrides or preset is not None:
+        raise ConfigError("lib.augmentation.augment: pass either a WGANConfig or preset/overrides, "
+                          f"not both (got config and {sorted(overrides) or ['preset']})")
+    root = Path(dataset_root)
+    index, count = parse_shard(shard)
+    labels, names, targets = training_order(root)
+    config_hash = settings_hash(config)
+    with contextlib.ExitStack() as stack:
+        presence = _Presence(root)
+        stack.callback(presence.close)
+        with _lock(root):
+            alone = presence.alone()
+            removed = _remove_stale_temps(root, alone)
+            _check_and_record(root, config, names, targets, overwrite, alone)
+            presence.share()
+            selected = selection_order(names, targets, config.select, config.seed)
+            selected = selected[: config.limit]
+            mine = selected[index::count]
+            pending = [n for n in mine if overwrite or not is_done(root, n, config_hash)]
+        trained, seconds = _train_pending(root, pending, config, f"{index}/{count}", progress)
+    out = write_train_aug(root)
+    info = read_config(root) or {}
+    return {
+        "dataset": paths.portable(root), "shard": f"{index}/{count}", "select": config.select,
+        "images": info.get("images"), "of": len(names), "selected": len(selected),
+        "images_in_shard": len(mine), "skipped_done": len(mine) - len(pending),
+        "trained": trained, "seconds": round(seconds, 2),
+        "images_per_hour": round(3600 * trained / seconds, 1) if trained else None,
+        "train_aug_entries": 3 * (info.get("images") or 0), "train_aug": paths.portable(out),
+        "settings_hash": config_hash, "stale_temps_removed": removed,
+        "image_size": f"{config.image_size[0]}x{config.image_size[1]}", "width": config.width,
+        "iterations": config.iterations, "batch_images": config.batch_images,
+        "device": config.device, "labels": len(labels),
+    }
+
+
+def _train_pending(root: Path, pending: list[str], config: WGANConfig, shard: str,
+                   progress: bool) -> tuple[int, float]:
+    """Train and save the fakes of ``pending``, K at a time; ``(trained, seconds)``."""
+    from lib.data import read_image
+
+    for name in tqdm(pending, desc="checking images", leave=False, disable=not progress):
+        read_image(root / "images" / name)  # DatasetError naming a missing/unreadable image
+    record = {"settings_hash": settings_hash(config), "settings": fake_settings(config)}
+    start = time.perf_counter()
+    trained = 0
+    cpu_threads = config.threads if torch.device(config.device).type == "cpu" else None
+    k_max = config.batch_images
+    with _threads(cpu_threads), tqdm(total=len(pending), desc=f"ML-WGAN shard {shard}",
+                                     unit="img", disable=not progress) as bar:
+        for b in range(0, len(pending), k_max):
+            batch = pending[b: b + k_max]
+            images = torch.stack([_load(root, n, config) for n in batch])
+            done_before = bar.n
+
+            def tick(it: int, batch=batch, done_before=done_before) -> None:
+                if (it + 1) % 10 == 0 or it + 1 == config.iterations:
+                    bar.n = done_before + len(batch) * (it + 1) / config.iterations
+                    elapsed = time.perf_counter() - start
+                    bar.set_postfix(img_per_h=f"{3600 * bar.n / max(elapsed, 1e-9):.0f}",
+                                    refresh=False)
+                    bar.refresh()
+
+            result = train_group(images, [image_seed(config.seed, n) for n in batch], config,
+                                 on_iteration=tick)
+            for j, name in enumerate(batch):
+                _save_image_outputs(root, name, result, j, {"image": name, **record})
+            trained += len(batch)
+            bar.n = done_before + len(batch)
+            bar.refresh()
+    return trained, time.perf_counter() - start
+
+
+@contextlib.contextmanager
+def _threads(count: int | None) -> Iterator[None]:
+    """Set torch's intra-op thread count for a block (None: leave it)."""
+    before = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(int(count))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _load(root: Path, name: str, config: WGANConfig) -> torch.Tensor:
+    from lib.data import read_image
+
+    return preprocess(read_image(root / "images" / name), config.image_size, config.crop_border)
+
+
+def _save_image_outputs(root: Path, name: str, result: GroupResult, j: int,
+                        record: dict[str, Any]) -> None:
+    """The last fake of a redone image goes first; then the loss log, the settings record
+    and the three fakes: the last file written marks the image done, with these settings."""
+    fakes = aug_names(name)
+    (root / "images" / fakes[-1]).unlink(missing_ok=True)
+    log = pd.DataFrame({"iteration": np.arange(len(result.critic_loss)),
+                        "critic_loss": result.critic_loss[:, j],
+                        "generator_loss": result.generator_loss[:, j]})
+    atomic_save(_log_path(root, name), lambda p: log.to_csv(p, index=False))
+    atomic_write_json(_record_path(root, name), record)
+    variants = fake_variants([result.fakes[i, j] for i in range(3)])
+    for aug, array in zip(fakes, variants, strict=True):
+        atomic_write_bytes(root / "images" / aug, jpeg_bytes(array))
+
+
+# --------------------------------------------------------------------------- reading results
+
+
+def done_images(dataset_root: str | Path) -> list[str]:
+    """The selected training images (training order) whose fakes were made with the recorded
+    settings: those of ``train_aug.json`` once it is rebuilt; [] when nothing is recorded."""
+    root = Path(dataset_root)
+    config = recorded_config(root)
+    if config is None:
+        return []
+    _, names, targets = training_order(root)
+    chosen = set(selection_order(names, targets, config.select, config.seed)[: config.limit])
+    config_hash = settings_hash(config)
+    return [n for n in names if n in chosen and is_done(root, n, config_hash)]
+
+
+def load_logs(dataset_root: str | Path, names: Sequence[str] | None = None) -> pd.DataFrame:
+    """Loss curves of augmented images (all, or ``names``), long format with an ``image``
+    column, in training order."""
+    root = Path(dataset_root)
+    if names is None:
+        _, names, _ = training_order(root)
+    frames = []
+    for name in names:
+        path = _log_path(root, name)
+        if path.is_file():
+            frames.append(pd.read_csv(path).assign(image=name))
+    if not frames:
+        return pd.DataFrame(columns=["image", "iteration", "critic_loss", "generator_loss"])
+    return pd.concat(frames, ignore_index=True)[
+        ["image", "iteration", "critic_loss", "generator_loss"]]
+
+
+def augmentation_coverage(dataset_root: str | Path) -> pd.DataFrame:
+    """Per label: ``train_images`` (training images carrying it), ``augmented_images`` (those
+    of them whose fakes ``train_aug.json`` lists) and their ``share`` (NaN for a label without
+    training images); rarest labels first, ties by name."""
+    root = Path(dataset_root)
+    labels, names, targets = training_order(root)
+    sources: set[str] = set()
+    path = root / TRAIN_AUG_FILE
+    if path.is_file():
+        suffix = f"{AUG_SUFFIXES[0]}.jpeg"
+        listed = json.loads(path.read_text(encoding="utf-8")).get("samples", [])
+        sources = {s["image_name"][: -len(suffix)] for s in listed
+                   if str(s.get("image_name", "")).endswith(suffix)}
+    has = np.array([str(PurePosixPath(n).with_suffix("")) in sources for n in names], dtype=bool)
+    carries = np.asarray(targets, dtype=bool)
+    n_train = carries.sum(axis=0)
+    n_aug = carries[has].sum(axis=0) if len(names) else np.zeros(len(labels), dtype=int)
+    share = np.divide(n_aug, n_train, out=np.full(len(labels), np.nan), where=n_train > 0)
+    table = pd.DataFrame({"label": labels, "train_images": n_train.astype(int),
+                          "augmented_images": n_aug.astype(int), "share": share})
+    return table.sort_values(["train_images", "label"], kind="stable").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m lib augment`` parser: one option per :class:`WGANConfig` field."""
+    parser = argparse.ArgumentParser(
+        prog="python -m lib augment",
+        description="ML-WGAN augmentation: three fakes per selected training image and "
+                    "train_aug.json (resumable: images done with the same settings are skipped; "
+                    "shard with --shard I/N).")
+    parser.add_argument("data", help="dataset folder or name (Corel-5k JSON format)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="default",
+                        help="settings to start from (default: default, the embedded "
+                             "configuration; corel5k: the reference recipe); the options "
+                             "given below override it")
+    add_arguments(parser, WGANConfig)
+    parser.add_argument("--shard", default="0/1", help="I/N: this process takes images I::N")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="redo the selected images, recording these settings even when "
+                             "they differ from the recorded ones")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> WGANConfig:
+    """The preset of ``args`` overridden by the options the user typed."""
+    return build(WGANConfig, PRESETS, args.preset, given(args, WGANConfig),
+                 where="python -m lib augment")
+
+
+def augment_main(argv: list[str]) -> int:
+    """``python -m lib augment DATA_DIR ...``."""
+    from lib.data import DatasetError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args)
+        shard = parse_shard(args.shard)
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        summary = augment(paths.dataset_dir(args.data), config, shard=shard,
+                          overwrite=args.overwrite, progress=not args.no_progress)
+    except (SettingsMismatch, DatasetError) as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+__all__ = [
+    "CONFIG_FILE", "LOCK_FILE", "LOG_DIR", "PRESENCE_FILE", "STALE_TEMP_SECONDS",
+    "TRAIN_AUG_FILE", "SettingsMismatch", "aug_names", "augment", "augment_main",
+    "augmentation_coverage", "augmentation_info", "build_parser", "config_from_args",
+    "done_images", "has_fakes", "is_done", "load_logs", "parse_shard", "read_config",
+    "recorded_config", "recorded_hash", "select_images", "selection_order", "training_order",
+    "write_train_aug",
+]
