@@ -17,18 +17,22 @@ from lib import params, paths, stages
 
 pytestmark = pytest.mark.slow
 
-#: (run, thresholds) -> (per-class F1, mAP, N+): means over seeds 0 and 1 of PARAMS=smoke
+#: (run, thresholds) -> (per-class F1, mAP, N+): means over seeds 0 and 1 of PARAMS=smoke,
+#: two notebooks at once with one CPU thread each (the pipeline's setting on a 2-core machine)
 GOLDEN = {
     ("linear-asl", "0.5"): (0.144, 0.356, 17.5),
     ("linear-asl", "MCC"): (0.144, 0.356, 29.0),
     ("gcn-asl", "0.5"): (0.043, 0.232, 5.0),
-    ("gcn-asl", "MCC"): (0.167, 0.232, 27.5),
+    ("gcn-asl", "MCC"): (0.158, 0.232, 24.0),
 }
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lib", "reproduce", *args], cwd=paths.ROOT,
-                          capture_output=True, text=True, env=dict(os.environ), timeout=900)
+    """The driver with two notebooks at once and one CPU thread per kernel on any machine
+    (the thread count changes float summation order, hence the golden numbers)."""
+    return subprocess.run([sys.executable, "-m", "lib", "reproduce", *args, "--jobs", "2"],
+                          cwd=paths.ROOT, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
 
 
 def test_reproduce_smoke(tmp_path):
@@ -46,7 +50,10 @@ def test_reproduce_smoke(tmp_path):
     assert executed == expected
     for r in smoke.runs:
         for seed in smoke.run_seeds(r):
-            assert (results / "runs" / r / f"seed-{seed}" / "metrics.json").is_file()
+            folder = results / "runs" / r / f"seed-{seed}"
+            assert (folder / "metrics.json").is_file()
+            # the kernels trained with the thread count the driver gave them
+            assert json.loads((folder / "config.json").read_text())["cpu_threads"] == 1
 
     # the main table: mean and sample sd over the seeds' metrics.json
     main = pd.read_csv(results / "tables" / "main.csv")
@@ -57,7 +64,7 @@ def test_reproduce_smoke(tmp_path):
     assert row["n_seeds"] == len(smoke.seeds)
     assert row["per_class_f1_mean"] == pytest.approx(np.mean(f1))
     assert row["per_class_f1_std"] == pytest.approx(np.std(f1, ddof=1))
-    # golden numbers of PARAMS=smoke (seeds 0 and 1, 2-core CPU dev box, commit of this test).
+    # golden numbers of PARAMS=smoke (seeds 0 and 1, 2-core CPU dev box, one thread per kernel).
     # Tolerances hold across machines: float summation order moves thresholded metrics of a
     # 32-image test split by a few hundredths (the embedded default's per-class F1 by up to
     # 0.01 between two machines), mAP less; a change of method moves them more.
