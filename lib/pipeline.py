@@ -142,6 +142,16 @@ def reproduce(
                f"{paths.portable(index)}")
 
 
+def _jobs_option(value: str) -> int | str:
+    """``--jobs``: ``auto`` or a whole number of at least 1 (argparse's error otherwise)."""
+    if value == "auto":
+        return value
+    try:
+        return scheduler.resolve_jobs(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def reproduce_main(argv: list[str]) -> int:
     """``python -m lib reproduce``: run every notebook of a parameter set with papermill."""
     parser = argparse.ArgumentParser(
@@ -163,7 +173,7 @@ def reproduce_main(argv: list[str]) -> int:
                         help="say what would run and why, run nothing")
     parser.add_argument("--prepare", action="store_true",
                         help="only draw the set's dataset when it is missing (for make lab)")
-    parser.add_argument("--jobs", default="auto", metavar="N",
+    parser.add_argument("--jobs", default="auto", metavar="N", type=_jobs_option,
                         help="notebooks run at once: a number, or auto (default: 1 with a "
                              "GPU, else one per core, at most "
                              f"{scheduler.MAX_AUTO_JOBS}, memory permitting)")

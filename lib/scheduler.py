@@ -79,9 +79,13 @@ def resolve_jobs(jobs: int | str | None) -> int:
     (``None`` or ``"auto"``) one where CUDA is available, else one per core, at most
     :data:`MAX_AUTO_JOBS` and at most one per :data:`JOB_MEMORY` of available memory."""
     if jobs not in (None, "auto"):
-        count = int(jobs)
-        if count < 1:
-            raise ValueError(f"--jobs must be at least 1 or 'auto', not {jobs!r}")
+        try:
+            count = int(jobs)
+        except (TypeError, ValueError):
+            count = 0
+        if count < 1 or str(count) != str(jobs).strip():
+            raise ValueError(f"--jobs must be a whole number of at least 1, or auto; "
+                             f"got {jobs!r}")
         return count
     if _cuda_trains():
         return 1

@@ -15,7 +15,7 @@ import nbformat
 import pytest
 import yaml
 
-from lib import params, paths, scheduler, stamps
+from lib import params, paths, pipeline, scheduler, stamps
 from lib.stages import Job
 
 GiB = 1024**3
@@ -37,8 +37,17 @@ def test_jobs_at_once(monkeypatch):
     monkeypatch.setattr(scheduler, "_cuda_trains", lambda: True)
     assert scheduler.resolve_jobs("auto") == 1             # jobs would share the GPU
     assert scheduler.resolve_jobs("3") == 3 and scheduler.resolve_jobs(2) == 2
-    with pytest.raises(ValueError, match="at least 1"):
-        scheduler.resolve_jobs("0")
+    for bad in ("0", "-1", "two", "1.5"):
+        with pytest.raises(ValueError, match="at least 1, or auto"):
+            scheduler.resolve_jobs(bad)
+
+
+def test_bad_jobs_option_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        pipeline.reproduce_main(["--jobs", "two"])
+    assert exit_info.value.code == 2
+    assert "argument --jobs: --jobs must be a whole number of at least 1, or auto; got 'two'" \
+        in capsys.readouterr().err
 
 
 def test_threads_per_kernel(monkeypatch):
