@@ -106,7 +106,7 @@ def graph_of(tmp_path: Path, edges: dict[str, list[str]], **kwargs) -> Recording
 def test_jobs_run_side_by_side_in_dependency_order(tmp_path):
     edges = {"a": [], "b": [], "c": ["a"], "d": ["a", "b"], "e": []}
     graph = graph_of(tmp_path, edges, workers=2,
-                     sleeps={"a": 0.4, "b": 0.8, "c": 0.2, "d": 0.2, "e": 0.2})
+                     sleeps={"a": 0.4, "b": 1.5, "c": 0.2, "d": 0.2, "e": 0.2})
     assert graph.run() == []
     assert sorted(graph.ran) == sorted(edges) and graph.most == 2
     spans = graph.spans
