@@ -23,16 +23,13 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from reproduce_bench import bench_dir  # noqa: E402 - beside this script
 
 from lib import paths, scheduler  # noqa: E402
 from lib.utils import atomic_write_json, git_commit  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def bench_dir() -> Path:
-    return Path(os.environ.get("AIA_BENCH_DIR", ROOT / "results" / "benchmarks"))
 
 
 def start(data: Path, out: Path, seed: int, threads: int) -> subprocess.Popen:

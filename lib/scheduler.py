@@ -171,10 +171,9 @@ def kernel_options() -> dict[str, Any]:
 
 
 def execute(job: Job, executed: Path, cwd: Path, timeout: int | None = None,
-            progress: bool | None = None) -> None:
+            progress: bool = False) -> None:
     """Run one notebook with papermill into ``executed`` (written only on success; a failed
-    copy is kept beside it as ``<name>.failed.ipynb``); ``progress``: papermill's cell bar
-    (default: when stderr is a terminal)."""
+    copy is kept beside it as ``<name>.failed.ipynb``); ``progress``: papermill's cell bar."""
     import papermill as pm
 
     assert job.notebook is not None
@@ -185,8 +184,8 @@ def execute(job: Job, executed: Path, cwd: Path, timeout: int | None = None,
     try:
         pm.execute_notebook(
             str(job.notebook), str(tmp), parameters=job.parameters, kernel_name="python3",
-            cwd=str(cwd), progress_bar=sys.stderr.isatty() if progress is None else progress,
-            execution_timeout=timeout, **kernel_options())
+            cwd=str(cwd), progress_bar=progress, execution_timeout=timeout,
+            **kernel_options())
     except BaseException:
         if tmp.exists():
             os.replace(tmp, failed)
@@ -293,11 +292,11 @@ class JobGraph:
         return time.time() - t0
 
     def finished(self, job: Job, outcome: float | BaseException) -> None:
-        """Stamp a job that ran, or report one that failed."""
+        """Stamp a job that ran, or report a notebook that failed."""
         if isinstance(outcome, BaseException):
             executed = self.executed(job)
-            failed = (executed.with_name(f"{executed.stem}.failed.ipynb") if executed
-                      else self.results / "tables")
+            assert executed is not None
+            failed = executed.with_name(f"{executed.stem}.failed.ipynb")
             log.error("%s", describe_failure(job, outcome, failed))
             self.failed.append(job.name)
             return
@@ -307,6 +306,7 @@ class JobGraph:
         log.info("done: %s (%.1f s)", job.name, outcome)
 
     def _attempt(self, job: Job) -> float | BaseException:
+        """A notebook job's seconds, or the exception it failed with."""
         try:
             return self.work(job)
         except Exception as exc:  # noqa: BLE001 - reported with the cell by finished()
@@ -340,7 +340,10 @@ class JobGraph:
                              job.name, "; ".join(reasons))
                     if self.dry_run:
                         done.add(job.name)
-                    elif pool is None or job.notebook is None:  # the tables: quick, here
+                    elif job.notebook is None:  # the tables: quick, here; a TableError
+                        self.finished(job, self.work(job))  # ends the run with its message
+                        done.add(job.name)
+                    elif pool is None:
                         self.finished(job, self._attempt(job))
                         done.add(job.name)
                     else:

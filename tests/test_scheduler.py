@@ -15,7 +15,7 @@ import nbformat
 import pytest
 import yaml
 
-from lib import params, paths, pipeline, scheduler, stamps
+from lib import params, paths, pipeline, scheduler, stamps, tables
 from lib.stages import Job
 
 GiB = 1024**3
@@ -137,6 +137,24 @@ def test_a_failure_stops_new_jobs_and_lets_running_ones_finish(tmp_path, caplog)
     assert "c" not in graph.spans and "d" not in graph.spans
     assert stamps.read_stamp(graph.stamp_dir, "a") is None
     assert "FAILED: a" in caplog.text and "RuntimeError: a broke" in caplog.text
+
+
+def test_a_tables_error_ends_the_run_with_its_own_message(tmp_path):
+    """The tables job runs in the driver: its TableError reaches the command line as before
+    (one line naming the problem), not as a failed notebook."""
+    graph = graph_of(tmp_path, {"a": []}, workers=2, sleeps={"a": 0.05})
+    graph.jobs.append(Job("tables", None, "tables", {"runs": ["a"]}, upstream=["a"]))
+    work = graph.work
+
+    def tables_fail(job):
+        if job.notebook is None:
+            raise tables.TableError("runs/a: seed 0 is in two folders")
+        return work(job)
+
+    graph.work = tables_fail
+    with pytest.raises(tables.TableError, match="seed 0 is in two folders"):
+        graph.run()
+    assert graph.ran == ["a"] and graph.failed == []
 
 
 _SLEEPER = """
