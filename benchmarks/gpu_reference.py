@@ -34,6 +34,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from provenance import provenance  # noqa: E402 - beside this script
+
 from lib import paths, standin, training, wgan  # noqa: E402
 from lib.trainer import Trainer  # noqa: E402
 
@@ -126,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
                     "device": torch.cuda.get_device_name(0) if torch.cuda.is_available()
                     else "cpu", "torch": torch.__version__,
                     "machine": platform.platform(), "cpu_count": os.cpu_count(),
-                    "reference_epoch_seconds": REFERENCE_EPOCH_SECONDS}
+                    "reference_epoch_seconds": REFERENCE_EPOCH_SECONDS,
+                    "provenance": provenance()}
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["AIA_DATA_DIR"] = str(Path(tmp) / "data")
         t0 = time.perf_counter()

@@ -26,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from provenance import fast, provenance  # noqa: E402 - beside this script
 from reproduce_bench import bench_dir  # noqa: E402 - beside this script
 
 from lib import paths, scheduler  # noqa: E402
@@ -37,7 +38,8 @@ def start(data: Path, out: Path, seed: int, threads: int) -> subprocess.Popen:
            "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
         [sys.executable, "-m", "lib", "train", "--data", str(data), "--out", str(out),
-         "--seed", str(seed), "--loss", "asl", "--head", "gcn"],
+         "--seed", str(seed), "--loss", "asl", "--head", "gcn",
+         *(["--epochs", "1", "--image-size", "16"] if fast() else [])],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -76,8 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     if not (data / "train.json").exists():
         from lib import synth
 
-        synth.generate(data, seed=0)
-    runs = args.runs or max(2, scheduler.cpu_count())
+        if fast():  # a step or two: does the script run (tests/test_benchmarks.py)
+            data = Path(tempfile.mkdtemp(prefix="bench-parallel-scenes-")) / "scenes"
+            synth.generate(data, seed=0, size=16, n_train=32, n_val=8, n_test=8)
+        else:
+            synth.generate(data, seed=0)
+    runs = 2 if fast() else args.runs or max(2, scheduler.cpu_count())
     best: dict[str, float] = {}
     maps: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-parallel-") as tmp:
@@ -100,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         "test_map_side_by_side": [round(m, 4) for m in maps["side_by_side"]],
         "machine": f"{platform.platform()}, {cores} cores",
         "commit": git_commit(),
+        "provenance": provenance(),
     }
     out = atomic_write_json(bench_dir() / "parallel_jobs.json", result)
     print(json.dumps(result, indent=2))

@@ -15,6 +15,8 @@ embedded default configuration on 2 CPU cores.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import math
 import os
 import platform
 import statistics
@@ -26,6 +28,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from provenance import fast, provenance  # noqa: E402 - beside this script
 
 from lib import models, paths, training  # noqa: E402
 from lib.device import autocast  # noqa: E402
@@ -50,8 +54,20 @@ def dataset_for_benchmark(data: str | None) -> Path:
     from lib import synth
 
     out = Path(tempfile.mkdtemp(prefix="bench-scenes-")) / "scenes"
-    synth.generate(out, seed=0, n_train=512, n_val=64, n_test=64)
+    n = 64 if fast() else 512
+    synth.generate(out, seed=0, n_train=n, n_val=16 if fast() else 64, n_test=16 if fast() else 64)
     return out
+
+
+def trainer_for(config: training.TrainConfig, steps: int) -> Trainer:
+    """A Trainer whose OneCycle schedule lasts at least ``steps`` optimiser steps: the
+    benchmark takes more steps than the configuration's epochs hold, and OneCycle refuses
+    to step past its end ("Tried to step N times")."""
+    trainer = Trainer(config)
+    if config.schedule == "onecycle" and trainer.scheduler.total_steps < steps:
+        epochs = max(config.epochs, math.ceil(steps / trainer.steps_per_epoch))
+        trainer = Trainer(dataclasses.replace(config, schedule_epochs=epochs))
+    return trainer
 
 
 def measure(config: training.TrainConfig, batches: int, warmup: int,
@@ -59,7 +75,7 @@ def measure(config: training.TrainConfig, batches: int, warmup: int,
     """Alternate ``rounds`` times between ``batches`` whole steps and ``batches`` bare-backbone
     steps (so both see the same machine load); report the best round of each (the usual
     estimate on a shared machine) and the median."""
-    trainer = Trainer(config)
+    trainer = trainer_for(config, warmup + rounds * batches)  # whole() steps the schedule
     device = trainer.device
     gen = torch.Generator().manual_seed(0)
     batches_iter = _endless(trainer)
@@ -117,7 +133,9 @@ def measure(config: training.TrainConfig, batches: int, warmup: int,
     return {"step": step, "bare": bare_ips, "ratio": step / bare_ips,
             "step_median": statistics.median(steps), "bare_median": statistics.median(bares),
             "ratio_median": statistics.median(s / b for s, b in zip(steps, bares, strict=True)),
-            "device": str(device)}
+            "device": str(device),
+            "schedule_steps": int(getattr(trainer.scheduler, "total_steps", 0)),
+            "steps_taken": warmup + rounds * batches}
 
 
 def _endless(trainer: Trainer):
@@ -139,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="the Corel-5k reference recipe (tresnet_m, 448 px, batch 32; for a GPU)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     args = p.parse_args(argv)
+    if fast():  # a step or two: does the script run (tests/test_benchmarks.py)
+        args.batches, args.rounds, args.warmup = 2, 1, 1
     if args.threads:
         torch.set_num_threads(args.threads)
     data = dataset_for_benchmark(args.data)
@@ -175,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
             "batch_size": config.batch_size, "head": config.head, "loss": config.loss,
             "device": r["device"], "threads": torch.get_num_threads(),
             "cpu_count": os.cpu_count(), "machine": platform.platform(), "commit": git_commit(),
+            "schedule_steps": r["schedule_steps"], "steps_taken": r["steps_taken"],
+            "provenance": provenance(),
         }
         out = Path(os.environ["AIA_BENCH_DIR"]) / "train_throughput.json"
         atomic_write_json(out, result)

@@ -17,15 +17,20 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from lib import wgan
-from lib.config import build
-from lib.utils import atomic_write_json, git_commit
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from provenance import fast, provenance  # noqa: E402 - beside this script
+
+from lib import wgan  # noqa: E402
+from lib.config import build  # noqa: E402
+from lib.utils import atomic_write_json, git_commit  # noqa: E402
 
 _REF = wgan.WGANConfig()
 _EMB = build(wgan.WGANConfig, wgan.PRESETS, "default")
@@ -66,6 +71,8 @@ def main() -> None:
                         help="torch threads (1, as lib.augmentation.augment uses on the CPU)")
     parser.add_argument("--out", default=None, help="also write the table as CSV")
     args = parser.parse_args()
+    if fast():  # a step or two: does the script run (tests/test_benchmarks.py)
+        args.ks, args.iterations, args.reference = [1, 2], 3, False
     if args.threads:
         torch.set_num_threads(args.threads)
     sizes = args.sizes + ([REFERENCE] if args.reference and REFERENCE not in args.sizes else [])
@@ -102,6 +109,7 @@ def main() -> None:
                       for r in rows},
             "device": args.device, "threads": torch.get_num_threads(),
             "cpu_count": os.cpu_count(), "machine": platform.platform(), "commit": git_commit(),
+            "provenance": provenance(),
         }
         out = Path(os.environ["AIA_BENCH_DIR"]) / "wgan_throughput.json"
         atomic_write_json(out, result)

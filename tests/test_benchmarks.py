@@ -1,0 +1,120 @@
+"""The benchmark scripts run: each of ``make bench``'s list for a step or two (fast mode,
+``AIA_BENCH_FAST=1``) writes its output file with the machine, commit and date; the
+summary of ``results/benchmarks.md`` picks its headline numbers by whole words."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lib import paths
+
+BENCH = paths.ROOT / "benchmarks"
+
+
+def _module(name: str):
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def make_bench_list() -> list[str]:
+    """``BENCHES`` of the Makefile (what ``make bench`` runs)."""
+    text = (paths.ROOT / "Makefile").read_text(encoding="utf-8")
+    match = re.search(r"^BENCHES\s*\?=\s*(.+)$", text, flags=re.M)
+    assert match, "no BENCHES list in the Makefile"
+    return match.group(1).split()
+
+
+def test_the_list_is_what_make_bench_runs():
+    names = make_bench_list()
+    assert len(names) >= 7 and "train_throughput" in names
+    for name in names:
+        assert (BENCH / f"{name}.py").is_file(), f"make bench lists {name} but no script"
+
+
+PROVENANCE = {"cpu_model", "cores", "platform", "commit", "dirty", "date", "fast"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", make_bench_list())
+def test_each_benchmark_runs_a_step_and_records_its_provenance(name, tmp_path, corel_dir):
+    env = {**os.environ, "AIA_BENCH_FAST": "1", "AIA_BENCH_DIR": str(tmp_path / "bench"),
+           "PYTHONPATH": str(paths.ROOT), "AIA_COREL5K_ANNOTATIONS": str(corel_dir)}
+    args = [sys.executable, str(BENCH / f"{name}.py")]
+    if name == "corel_memory":
+        args += ["--annotations", str(corel_dir), "--work", str(tmp_path / "work")]
+    proc = subprocess.run(args, cwd=paths.ROOT, env=env, capture_output=True, text=True,
+                          timeout=900)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    out = tmp_path / "bench" / f"{name}.json"
+    if name == "gpu_reference" and not _cuda():
+        assert "skipped: no CUDA device" in output     # said, not silent
+        return
+    assert out.is_file(), f"{name} wrote no {out.name}:\n{output[-2000:]}"
+    result = json.loads(out.read_text())
+    p = result["provenance"]
+    assert PROVENANCE <= set(p), sorted(PROVENANCE - set(p))
+    assert p["fast"] is True and p["cores"] >= 1 and p["cpu_model"] not in ("", "unknown")
+    assert re.fullmatch(r"[0-9a-f]{40}", p["commit"]) and isinstance(p["dirty"], bool)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", p["date"])
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def test_train_throughput_schedule_covers_every_step_it_takes(tiny_scenes, tmp_path):
+    """The benchmark takes more optimiser steps than the configuration's epochs hold; its
+    OneCycle schedule is lengthened to cover them (the bug: "Tried to step 189 times. The
+    specified number of total steps is 188")."""
+    from lib import training
+
+    bench = _module("train_throughput")
+    config = training.TrainConfig(data=str(tiny_scenes), out=str(tmp_path / "r"), epochs=1,
+                                  image_size=16, batch_size=16, device="cpu")
+    per_epoch = math.ceil(96 / 16)
+    steps = 3 * per_epoch + 1
+    trainer = bench.trainer_for(config, steps)
+    assert trainer.scheduler.total_steps >= steps
+    assert trainer.config.epochs == 1  # trains as configured; only the schedule is longer
+    trainer.optimizer.step()
+    for _ in range(steps):
+        trainer.scheduler.step()      # would raise past the end of the schedule
+
+
+def test_summary_headline_matches_whole_words_and_names_the_sources(tmp_path):
+    bench = _module("reproduce_bench")
+    prov = _module("provenance")
+    clean = {**prov.provenance(), "dirty": False, "fast": False}
+    (tmp_path / "a.json").write_text(json.dumps({
+        "ratio": 0.93, "time_ratio_side_by_side": 1.2, "configurations": 10,
+        "table": {"x": {"iterations": 100, "speedup_vs_K1": 3.0}}, "provenance": clean}))
+    (tmp_path / "b.json").write_text(json.dumps({"step_throughput_images_per_s": 55.0,
+                                                 "commit": "abc-dirty"}))
+    text = bench.summarize(tmp_path)
+    headline = text.split("## Headline")[1].split("## Where")[0]
+    assert "| a | ratio | 0.93 |" in headline
+    assert "time_ratio_side_by_side" in headline and "table.x.speedup_vs_K1" in headline
+    assert "step_throughput_images_per_s" in headline
+    assert "configurations" not in headline and "iterations" not in headline
+    sources = text.split("## Where each number comes from")[1]
+    assert f"`{clean['commit'][:12]}`" in sources and clean["cpu_model"] in sources
+    assert "- `b`: no provenance recorded" in sources
+    assert "rerun their scripts): `b`." in sources       # b has no clean provenance
