@@ -11,11 +11,14 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
+import numpy as np
 import pytest
+from sklearn.metrics import matthews_corrcoef
 
 from lib import paths
+
+GRID = [round(0.05 * i, 2) for i in range(1, 15)]
 
 BENCH = paths.ROOT / "benchmarks"
 
@@ -118,3 +121,48 @@ def test_summary_headline_matches_whole_words_and_names_the_sources(tmp_path):
     assert f"`{clean['commit'][:12]}`" in sources and clean["cpu_model"] in sources
     assert "- `b`: no provenance recorded" in sources
     assert "rerun their scripts): `b`." in sources       # b has no clean provenance
+
+
+def test_threshold_fallback_is_chosen_on_validation_folds_never_on_test():
+    tf = _module("threshold_fallback")
+    rng = np.random.default_rng(0)
+    y = (rng.uniform(size=(40, 6)) < 0.3).astype(np.uint8)
+    y[:, 5] = 0
+    y[3, 5] = 1                                        # a label with one positive
+    s = np.clip(y * 0.35 + rng.uniform(size=y.shape) * 0.65, 0, 1)
+    assignment = tf.fold_assignment(40, 4, seed=1)
+    assert sorted(np.bincount(assignment)) == [10, 10, 10, 10]
+    pred, _ = tf.out_of_fold_predictions(y, s, fallback="shared", min_positives=2,
+                                         assignment=assignment)
+    for f in range(4):
+        held = assignment == f
+        # a fold's predictions use thresholds tuned on the other folds, by hand: the pooled
+        # MCC optimum of the others for labels with < 2 positives there, else their argmax
+        others_y, others_s = y[~held], s[~held]
+        pooled = [matthews_corrcoef(others_y.ravel(), others_s.ravel() >= t) for t in GRID]
+        shared = GRID[int(np.argmax(pooled))]
+        for c in range(6):
+            if others_y[:, c].sum() < 2:
+                cut = shared
+            else:
+                curve = [matthews_corrcoef(others_y[:, c], others_s[:, c] >= t) for t in GRID]
+                cut = GRID[int(np.argmax(curve))]
+            np.testing.assert_array_equal(pred[held, c], s[held, c] >= cut - 1e-12)
+        # and do not depend on the fold's own labels
+        y2 = y.copy()
+        y2[held] = 1 - y2[held]
+        again, _ = tf.out_of_fold_predictions(y2, s, fallback="shared", min_positives=2,
+                                              assignment=assignment)
+        np.testing.assert_array_equal(again[held], pred[held])
+
+
+def test_threshold_fallback_recommendation_ignores_the_test_columns():
+    import pandas as pd
+
+    tf = _module("threshold_fallback")
+    table = pd.DataFrame({"dataset": ["a", "a", "b", "b"], "fallback": ["0.5", "shared"] * 2,
+                          "min_positives": [1, 1, 1, 1], "per_class_f1": [0.5, 0.6, 0.4, 0.45],
+                          "test_per_class_f1": [0.9, 0.1, 0.9, 0.1]})
+    choice = tf.recommend(table)
+    assert (choice["fallback"], choice["min_positives"]) == ("shared", 1)
+    assert choice["same_as_baseline"] is False
