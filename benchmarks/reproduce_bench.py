@@ -127,6 +127,8 @@ def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
+    if isinstance(value, list) and any(isinstance(v, dict | list) for v in value):
+        return f"({len(value)} records: see the JSON file)"
     if isinstance(value, list):
         return ", ".join(_fmt(v) for v in value)
     return str(value).replace("|", "\\|")

@@ -106,7 +106,7 @@ class TrainConfig:
                                          "fallback threshold")
     threshold_fallback: str = setting("0.5", choices=FALLBACKS,
                                       help="fallback threshold: 0.5 or the pooled MCC optimum "
-                                           "(measured: 0.5 is better, results/benchmarks.md)")
+                                           "(chosen on validation: 0.5, results/benchmarks.md)")
 
     def __post_init__(self) -> None:
         self.validate()
