@@ -57,11 +57,17 @@ def _git(*args: str) -> str:
                           check=True).stdout.strip()
 
 
+#: the benchmarks' own outputs: rewriting them does not make the measured code dirty
+OUTPUTS = ("results/benchmarks", "results/benchmarks.md")
+
+
 def commit() -> dict[str, Any]:
-    """``{"commit": full sha, "dirty": bool}`` of the checkout (tracked files only)."""
+    """``{"commit": full sha, "dirty": bool}`` of the checkout (tracked files only, the
+    benchmark outputs excepted)."""
     try:
         return {"commit": _git("rev-parse", "HEAD"),
-                "dirty": bool(_git("status", "--porcelain", "--untracked-files=no"))}
+                "dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                                   *(f":(exclude){p}" for p in OUTPUTS)))}
     except (OSError, subprocess.CalledProcessError):
         return {"commit": "unknown", "dirty": None}
 

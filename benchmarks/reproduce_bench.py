@@ -185,7 +185,8 @@ def summarize(folder: Path) -> str:
     if "reproduce_seeds" in jsons:
         r = jsons["reproduce_seeds"]
         before, after = r.get("before", {}), r.get("after", {})
-        lines += ["", f"`make reproduce` with seeds {after.get('seeds')} x "
+        hand = "" if r.get("provenance") else " (recorded by hand, not by a script)"
+        lines += ["", f"`make reproduce` with seeds{hand} {after.get('seeds')} x "
                   f"{after.get('configurations')} configurations: {after.get('wall_seconds')} s, "
                   f"against {before.get('wall_seconds')} s before seeds (commit "
                   f"`{before.get('commit')}`), back to back on one machine: "
