@@ -83,6 +83,15 @@ def test_load_results_and_tables(run):
     np.testing.assert_allclose(res.y_score, scores)          # aligned by image name
     np.testing.assert_allclose(res.thresholds, thresholds)
     assert res.metrics == metrics and res.name == "hand"
+    # and those stored numbers are the formulas' (not only what the fixture wrote)
+    pred = scores >= thresholds
+    tp = (pred & (y == 1)).sum(axis=0)
+    assert res.metrics["mcc"]["per_image_precision"] == pytest.approx(tp.sum() / pred.sum())
+    assert res.metrics["mcc"]["n_plus"] == int((tp > 0).sum())
+    from sklearn.metrics import average_precision_score
+    present = y.any(axis=0)
+    assert res.metrics["mean_average_precision"] == pytest.approx(np.mean(
+        [average_precision_score(y[:, c], scores[:, c]) for c in np.flatnonzero(present)]))
 
     table = evaluation.metrics_table(metrics)
     assert list(table.columns) == ["threshold 0.5", "MCC thresholds", "top-5", "top-3"]
