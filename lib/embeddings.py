@@ -4,7 +4,11 @@
 Sources (the ``source`` argument everywhere):
 
 - a path to a GloVe text file (``glove.6B.300d.txt``: word then numbers, no header; a
-  word2vec-style header line ``<count> <dim>`` is detected and accepted, ``.gz`` works too);
+  word2vec-style header line ``<count> <dim>`` is detected, accepted and checked, ``.gz``
+  works too); every line is checked as it is read (:func:`read_vector_file`): a wrong
+  number of values, a value that is not a number, NaN, infinite or larger than
+  :data:`MAX_ABS_VALUE`, a word listed twice with different vectors are errors naming the
+  file, the line and the word (identical repeated lines are read once);
 - a gensim-data name such as ``glove-wiki-gigaword-300`` (``gensim.downloader.load``; needs
   the internet the first time, then gensim's own ``~/gensim-data`` copy);
 - ``glove-6b-50d``: the official glove.6B 50-d vectors from the installed
@@ -16,10 +20,12 @@ Sources (the ``source`` argument everywhere):
 
 Lookup (every word source): the label as written, then lower-cased; a label GloVe lacks is
 split on ``-``, ``_`` and spaces and gets the mean of the parts GloVe has ("parts mean"); a
-label with no vector at all is an :class:`EmbeddingError` listing every such label.
+label with no vector at all is an :class:`EmbeddingError` giving their count and the first
+:data:`SHOWN_LABELS`.
 
 Vectors are cached per dataset and source under ``cache_dir()/embeddings/`` (``.npy`` plus a
-JSON sidecar); :func:`cached_label_vectors` reuses a cache only when its sidecar matches.
+JSON sidecar); :func:`cached_label_vectors` reuses a cache only when its sidecar matches and
+its vectors are finite (vectors are checked before they are cached).
 """
 
 from __future__ import annotations

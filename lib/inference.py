@@ -312,6 +312,7 @@ def annotate(run: str | os.PathLike | RunFolder, inputs: Sequence[str | os.PathL
     if thresholds not in ("mcc", "0.5", 0.5):
         raise ValueError(f"thresholds={thresholds!r}; expected 'mcc' or '0.5'")
     folder = RunFolder.resolve(run)
+    folder.config  # noqa: B018 - validated first: a bad run folder is the first error
     files = find_images(inputs, recursive=recursive)
     model, cfg = load_model(folder, device=device)
     labels = cfg["labels"]
