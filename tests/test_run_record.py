@@ -146,7 +146,7 @@ def test_config_json_is_validated_by_every_reader(run_copy, capsys, change, expe
         assert rc == 2 and out == ""
         assert "config.json" in line and expected in line, line
     with pytest.raises(RunError, match="config.json"):
-        RunFolder(run).config  # the notebooks and tables read it the same way
+        _ = RunFolder(run).config  # the notebooks and tables read it the same way
 
 
 def test_a_missing_setting_is_an_error_naming_it(run_copy):
