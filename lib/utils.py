@@ -223,7 +223,8 @@ def check_output_folder(path: str | os.PathLike) -> Path:
     path = Path(path)
     for parent in (path, *path.parents):
         if parent.exists() and not parent.is_dir():
-            raise OutputError(f"{path}: cannot be a folder, {parent} is a file")
+            raise OutputError(f"{path}: is a file, expected a folder" if parent == path else
+                              f"{path}: cannot create the folder, {parent} is a file")
         if parent.exists():
             break
     try:
