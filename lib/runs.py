@@ -13,6 +13,13 @@ Layout (docs/CONTRACTS.md, "Run folder")::
 
 Training, inference, evaluation, the results tables, plots and notebooks all go through
 :class:`RunFolder`; nothing else parses these files.
+
+The folder is the one record of a run, so it is never trusted blindly: config.json is
+validated on every read as strictly as the command line checks its options
+(:func:`validate_config`), a checkpoint's own record (settings, labels, sizes) must agree
+with it (:func:`check_checkpoint`), and the dataset a run is scored on must have its labels
+in its order (:meth:`RunFolder.check_dataset_labels`); a disagreement stops the command with
+one line saying which file disagrees with which.
 """
 
 from __future__ import annotations
