@@ -31,7 +31,8 @@ def make_run(runs: Path, name: str, seed: int, f1: float, *, labels: int = 20,
     ``round(100 f1)``, mAP ``f1 + 0.2``."""
     folder = runs / name / f"seed-{seed}"
     folder.mkdir(parents=True)
-    cfg = make_config([f"l{i}" for i in range(labels)], "data/scenes", **{
+    dataset = config.pop("dataset", "data/scenes")
+    cfg = make_config([f"l{i}" for i in range(labels)], dataset, **{
         "run_name": name, "seed": seed, "backbone": "resnet10t", "image_size": 64,
         "epochs": 5, "batch_size": 32, "lr": 2e-3, "loss": "asl", "head": "gcn",
         "adjacency": "seed", "embeddings": "glove-6b-50d", "augmented": False,
