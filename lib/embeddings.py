@@ -4,7 +4,11 @@
 Sources (the ``source`` argument everywhere):
 
 - a path to a GloVe text file (``glove.6B.300d.txt``: word then numbers, no header; a
-  word2vec-style header line ``<count> <dim>`` is detected and accepted, ``.gz`` works too);
+  word2vec-style header line ``<count> <dim>`` is detected, accepted and checked, ``.gz``
+  works too); every line is checked as it is read (:func:`read_vector_file`): a wrong
+  number of values, a value that is not a number, NaN, infinite or larger than
+  :data:`MAX_ABS_VALUE`, a word listed twice with different vectors are errors naming the
+  file, the line and the word (identical repeated lines are read once);
 - a gensim-data name such as ``glove-wiki-gigaword-300`` (``gensim.downloader.load``; needs
   the internet the first time, then gensim's own ``~/gensim-data`` copy);
 - ``glove-6b-50d``: the official glove.6B 50-d vectors from the installed
@@ -16,10 +20,12 @@ Sources (the ``source`` argument everywhere):
 
 Lookup (every word source): the label as written, then lower-cased; a label GloVe lacks is
 split on ``-``, ``_`` and spaces and gets the mean of the parts GloVe has ("parts mean"); a
-label with no vector at all is an :class:`EmbeddingError` listing every such label.
+label with no vector at all is an :class:`EmbeddingError` giving their count and the first
+:data:`SHOWN_LABELS`.
 
 Vectors are cached per dataset and source under ``cache_dir()/embeddings/`` (``.npy`` plus a
-JSON sidecar); :func:`cached_label_vectors` reuses a cache only when its sidecar matches.
+JSON sidecar); :func:`cached_label_vectors` reuses a cache only when its sidecar matches and
+its vectors are finite (vectors are checked before they are cached).
 """
 
 from __future__ import annotations
@@ -149,31 +155,112 @@ def source_kind(source: str | os.PathLike) -> str:
     return "gensim-data"
 
 
-def _has_header(path: Path) -> bool:
-    """True when the first line is a word2vec header ``<count> <dim>``."""
+#: the largest magnitude a vector component may have (GloVe, word2vec and fastText values
+#: are below 10; a larger one is a corrupt or foreign file, and it would swamp the GCN)
+MAX_ABS_VALUE = 1e4
+
+
+def _header(first: list[str]) -> tuple[int, int] | None:
+    """``(count, dim)`` when the first line is a word2vec header ``<count> <dim>``."""
+    if len(first) == 2 and all(tok.isdigit() for tok in first):
+        return int(first[0]), int(first[1])
+    return None
+
+
+def read_vector_file(path: str | os.PathLike):
+    """A GloVe text file (``word x1 ... xd`` per line; a word2vec header ``<count> <dim>`` is
+    accepted and checked; ``.gz``/``.bz2`` work too) as gensim KeyedVectors, every line
+    checked as it is read. Errors name the file, the line and the word:
+
+    - a line with another number of values than the first line (or the header) says;
+    - a value that is not a number, NaN, infinite, or larger than :data:`MAX_ABS_VALUE`;
+    - a header whose count is not the number of vector lines;
+    - a word listed twice with different vectors (a repeated line with the same vector is
+      harmless and read once: which vector a label gets is never a silent choice).
+    """
     from gensim import utils
-
-    with utils.open(str(path), "rb") as fin:
-        first = fin.readline().decode("utf-8", errors="replace").split()
-    return len(first) == 2 and all(tok.isdigit() for tok in first)
-
-
-def load_glove_file(path: str | os.PathLike):
-    """A GloVe text file (no header; a word2vec header is accepted) as gensim KeyedVectors."""
     from gensim.models import KeyedVectors
 
     path = _file_path(path)
     if not path.is_file():
         raise EmbeddingError(f"{path}: GloVe file not found")
+    where = paths.portable(path)
+    words: list[str] = []
+    rows: list[np.ndarray] = []
+    first_line: dict[str, tuple[int, int]] = {}  # word -> (line, row)
+    header: tuple[int, int] | None = None
+    dim = None
+    lines = 0  # vector lines read
     try:
-        header = _has_header(path)
-        return KeyedVectors.load_word2vec_format(
-            str(path), binary=False, no_header=not header, unicode_errors="replace"
-        )
-    except (ValueError, IndexError, EOFError, UnicodeError) as err:
-        raise EmbeddingError(
-            f"{path}: not a GloVe text file (expected 'word x1 x2 ... xd' per line): {err}"
-        ) from err
+        with utils.open(str(path), "rb") as fin:
+            for number, raw in enumerate(fin, 1):
+                tokens = [t for t in raw.decode("utf-8", errors="replace").rstrip("\r\n")
+                          .split(" ") if t]
+                if not tokens:  # a blank line holds no vector
+                    continue
+                if number == 1 and (header := _header(tokens)) is not None:
+                    dim = header[1]
+                    if dim < 1:
+                        raise EmbeddingError(f"{where}: line 1: header {raw.strip()!r} gives "
+                                             "dimension 0")
+                    continue
+                word, values = tokens[0], tokens[1:]
+                if dim is None:
+                    if not values:
+                        raise EmbeddingError(f"{where}: line {number}: word {word!r} has no "
+                                             "values (expected 'word x1 x2 ... xd')")
+                    dim = len(values)
+                if len(values) != dim:
+                    said = "the header (line 1) says" if header else "line 1 has"
+                    raise EmbeddingError(f"{where}: line {number}: word {word!r} has "
+                                         f"{len(values)} values, {said} {dim}")
+                try:
+                    vector = np.asarray(values, dtype=np.float64)
+                except ValueError:
+                    bad = next(v for v in values if not _is_float(v))
+                    raise EmbeddingError(f"{where}: line {number}: word {word!r}: {bad!r} is "
+                                         "not a number") from None
+                if not np.isfinite(vector).all() or np.abs(vector).max() > MAX_ABS_VALUE:
+                    i = int(np.argmax(~np.isfinite(vector) | (np.abs(vector) > MAX_ABS_VALUE)))
+                    raise EmbeddingError(
+                        f"{where}: line {number}: word {word!r}: value {values[i]} at position "
+                        f"{i + 1} is NaN, infinite or larger than {MAX_ABS_VALUE:g} in "
+                        "magnitude")
+                lines += 1
+                if word in first_line:
+                    earlier, row = first_line[word]
+                    if not np.array_equal(rows[row], vector):
+                        raise EmbeddingError(
+                            f"{where}: line {number}: word {word!r} is listed again with "
+                            f"another vector (first at line {earlier}); keep one of the lines")
+                    continue
+                first_line[word] = (number, len(rows))
+                words.append(word)
+                rows.append(vector)
+    except (OSError, EOFError) as err:
+        raise EmbeddingError(f"{where}: cannot read the file ({err})") from err
+    if not rows:
+        raise EmbeddingError(f"{where}: no vectors (expected 'word x1 x2 ... xd' per line)")
+    if header is not None and header[0] != lines:
+        raise EmbeddingError(f"{where}: line 1: the header says {header[0]} vectors but the "
+                             f"file has {lines} vector lines")
+    kv = KeyedVectors(dim, count=0, dtype=np.float32)
+    kv.add_vectors(words, np.asarray(rows, dtype=np.float32))
+    return kv
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def load_glove_file(path: str | os.PathLike):
+    """A GloVe text file as gensim KeyedVectors, checked line by line
+    (:func:`read_vector_file`)."""
+    return read_vector_file(path)
 
 
 @functools.lru_cache(maxsize=1)
@@ -303,12 +390,32 @@ def resolve(labels: Sequence[str], source: str | os.PathLike, seed: int = 0) -> 
     return resolve_keyed_vectors(labels, load_keyed_vectors(source), str(source))
 
 
+#: how many labels an error lists before giving only the count
+SHOWN_LABELS = 10
+
+
+def _some(labels: Sequence[str], n: int = SHOWN_LABELS) -> str:
+    """The first ``n`` of ``labels`` and how many more there are."""
+    labels = list(labels)
+    shown = ", ".join(repr(x) for x in labels[:n])
+    return shown + (f" and {len(labels) - n} more" if len(labels) > n else "")
+
+
 def _check_complete(res: Resolution) -> None:
     if res.missing:
         raise EmbeddingError(
             f"{len(res.missing)} label(s) have no vector in {res.source!r} (neither the word "
-            f"nor any of its '-', '_' or space separated parts): {res.missing}"
+            f"nor any of its '-', '_' or space separated parts; {len(res.labels)} labels in "
+            f"all): {_some(res.missing)}"
         )
+    found = ~np.isfinite(res.vectors).all(axis=1) | (np.abs(res.vectors).max(axis=1,
+                                                                            initial=0)
+                                                       > MAX_ABS_VALUE)
+    if found.any():
+        bad = [label for label, b in zip(res.labels, found, strict=True) if b]
+        raise EmbeddingError(
+            f"{res.source}: the vectors of {len(bad)} label(s) hold NaN, infinite or values "
+            f"larger than {MAX_ABS_VALUE:g}: {_some(bad)}")
 
 
 def label_vectors(labels: Sequence[str], source: str | os.PathLike, seed: int = 0) -> np.ndarray:
@@ -382,8 +489,10 @@ def _read_cache(npy: Path, sidecar: Path, labels: list[str], ident: dict) -> Res
     if (
         meta.get("version") != CACHE_VERSION or meta.get("vocabulary") != labels
         or meta.get("identity") != ident or vectors.shape != (len(labels), meta.get("dimension"))
+        or not np.issubdtype(vectors.dtype, np.floating) or not np.isfinite(vectors).all()
+        or (vectors.size and np.abs(vectors).max() > MAX_ABS_VALUE)
     ):
-        return None
+        return None  # recomputed (a cache of bad vectors written before they were checked)
     return Resolution(labels, meta["source"], vectors.astype(np.float32),
                       meta["how"], meta.get("parts", {}), meta.get("parts_missing", {}))
 

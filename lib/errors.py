@@ -11,7 +11,8 @@ exceptions are bugs and keep their traceback. Ctrl-C prints ``interrupted`` and 
 
 Classes: :class:`AIAError` (the base), :class:`DatasetError` (a malformed dataset folder or
 file; also ``lib.data.DatasetError``), :class:`CorruptFileError` (a file that cannot be
-decoded), :class:`SettingsError` (a bad setting).
+decoded), :class:`SettingsError` (a bad setting), :class:`DiskFullError` (a write that ran
+out of space).
 
 The ``check_*`` helpers validate settings (finite, positive, in a range, one of a set) and
 raise :class:`SettingsError` naming the setting, where it came from and the bad value.
@@ -59,6 +60,17 @@ class CorruptFileError(AIAError):
 
 class SettingsError(AIAError):
     """A setting has a bad value (NaN, out of range, wrong type, unknown choice)."""
+
+
+class OutputError(AIAError):
+    """An output file or folder that cannot be written (a file in the way, a folder that
+    cannot be created, no permission); checked before the work starts."""
+
+
+class DiskFullError(AIAError, OSError):
+    """A write ran out of disk space (or quota); the message names the file and the space
+    the write needed. The half-written temporary file is already removed, the target
+    untouched (``lib.utils`` writes atomically)."""
 
 
 # --------------------------------------------------------------------------- one-line report

@@ -113,9 +113,9 @@ def load_results(run: str | os.PathLike | RunFolder, split: str = "test",
         raise ValueError(f"{paths.portable(dataset.root)}: no split {split!r} (has "
                          f"{sorted(dataset.splits)})")
     labels = list(dataset.labels)
-    if folder.labels != labels:
-        raise RunError(f"{paths.portable(folder.config_path)}: labels differ from the "
-                       f"dataset's vocabulary at {paths.portable(dataset.root)}")
+    from lib.inference import vocabulary_file
+
+    folder.check_dataset_labels(labels, vocabulary_file(dataset))
     truth = dataset.splits[split]
     names = list(truth.names)
     thresholds = folder.thresholds(labels)
@@ -129,7 +129,7 @@ def load_results(run: str | os.PathLike | RunFolder, split: str = "test",
     else:
         from lib import inference
 
-        model, cfg = inference.load_model(folder)
+        model, cfg = inference.load_model(folder)  # best.pt checked against config.json
         y_score = inference.predict(model, dataset, split, config=cfg, device="cpu")
     result = folder.metrics(split, required=False)
     if result is None:

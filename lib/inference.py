@@ -13,6 +13,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,8 +24,8 @@ from tqdm.auto import tqdm
 
 from lib import paths
 from lib.device import autocast, resolve_device
-from lib.images import decode_images, expand_images, image_cache, random_flips
-from lib.runs import RunError, RunFolder, load_checkpoint
+from lib.images import decode_images, image_cache, random_flips
+from lib.runs import RunError, RunFolder
 
 
 class Annotator(nn.Module):
@@ -123,23 +124,51 @@ class Scorer:
         return torch.sigmoid(self.logits(images, **kwargs)).numpy()
 
 
+def _stored(state: dict[str, Any], aux: dict[str, Any], name: str) -> torch.Tensor | None:
+    """A buffer the network needs to be built (``label_vectors``, ``adjacency``): from the
+    model's state dict (where the GCN heads keep it), else from an older best.pt's own
+    copy (checkpoints before the adjacency was stored once)."""
+    found = [v for k, v in state["model"].items() if k.split(".")[-1] == name]
+    if found:
+        return torch.zeros_like(found[0])  # placeholder of the right shape; loaded below
+    return aux.get(name)
+
+
 def load_model(run: str | os.PathLike | RunFolder, which: str = "best",
                device: str = "cpu") -> tuple[Annotator, dict[str, Any]]:
     """The model of a run folder (``best`` = best.pt, ``last`` = checkpoint.pt) in eval mode,
-    and its config.json. The model is an :class:`Annotator` (takes uint8 or [0, 1] images)."""
+    and its config.json. The model is an :class:`Annotator` (takes uint8 or [0, 1] images).
+
+    config.json is validated and the checkpoint checked against it (labels, settings,
+    sizes; :meth:`lib.runs.RunFolder.checkpoint`); weights that do not fit the network
+    config.json describes are an error naming both files."""
     folder = RunFolder.resolve(run)
     cfg = folder.config
-    files = {"best": folder.best_path, "last": folder.checkpoint_path}
-    if which not in files:
-        raise ValueError(f"which={which!r}; expected 'best' or 'last'")
-    if not files[which].exists():
-        raise RunError(f"{files[which]}: missing (training not run or not finished)")
-    state = load_checkpoint(files[which])
-    aux = state if "label_vectors" in state else load_checkpoint(folder.best_path)
-    model = build_annotator(cfg, cfg["num_labels"], aux["label_vectors"], aux["adjacency"],
+    state = folder.checkpoint(which)
+    where = paths.portable(folder.best_path if which == "best" else folder.checkpoint_path)
+    aux = state if which == "best" else {}
+    vectors, adjacency = _stored(state, aux, "label_vectors"), _stored(state, aux, "adjacency")
+    if cfg["head"] != "linear" and vectors is None:
+        raise RunError(f"{where}: holds no label vectors for head {cfg['head']!r}")
+    model = build_annotator(cfg, cfg["num_labels"], vectors, adjacency,
                             cfg["normalization_mean"], cfg["normalization_std"],
                             for_loading=True)
-    model.load_state_dict(state["model"])
+    expected = model.state_dict()
+    weights = state["model"]
+    missing = [k for k in expected if k not in weights]
+    extra = [k for k in weights if k not in expected]
+    if missing or extra:
+        raise RunError(f"{where}: weights do not fit the network "
+                       f"{paths.portable(folder.config_path)} describes (head "
+                       f"{cfg['head']!r}, backbone {cfg['backbone']!r}): "
+                       f"{len(missing)} missing {missing[:3]}, {len(extra)} unexpected "
+                       f"{extra[:3]}")
+    for key, value in weights.items():
+        if tuple(value.shape) != tuple(expected[key].shape):
+            raise RunError(f"{where}: {key} has shape {tuple(value.shape)} but the network "
+                           f"{paths.portable(folder.config_path)} describes needs "
+                           f"{tuple(expected[key].shape)}")
+    model.load_state_dict(weights)
     model.to(resolve_device(device)).eval()
     return model, cfg
 
@@ -168,50 +197,131 @@ def predict_files(model: nn.Module, files: Sequence[str | os.PathLike], *,
     return Scorer.for_run(model.to(dev), config, dev).scores(images)
 
 
+def vocabulary_file(dataset) -> Path:
+    """The file a dataset's vocabulary is read from (vocabulary.txt, else train.json)."""
+    from lib import data
+
+    root = Path(dataset.root)
+    return root / data.VOCABULARY_FILE if (root / data.VOCABULARY_FILE).is_file() \
+        else root / "train.json"
+
+
 def run_dataset(folder: RunFolder, *, check_images: bool = True):
-    """The dataset a run was trained on, with the run's validation carve."""
+    """The dataset a run was trained on, with the run's validation carve; its vocabulary
+    must be the run's (same labels, same order), else :class:`lib.runs.RunError` naming the
+    dataset's file and config.json."""
     from lib import data
 
     cfg = folder.config
-    val_fraction = 0.0 if cfg.get("protocol") == "reference" else cfg.get("val_fraction", 0.1)
-    return data.load_dataset(folder.dataset, check_images=check_images,
-                             val_fraction=val_fraction, seed=cfg.get("seed", 0))
+    val_fraction = 0.0 if cfg["protocol"] == "reference" else cfg["val_fraction"]
+    dataset = data.load_dataset(folder.dataset, check_images=check_images,
+                                val_fraction=val_fraction, seed=cfg["seed"])
+    folder.check_dataset_labels(dataset.labels, vocabulary_file(dataset))
+    return dataset
 
 
 def evaluate_run(run: str | os.PathLike | RunFolder, split: str = "test",
                  device: str = "auto") -> dict[str, Any]:
     """Re-evaluate a run's best model on a split with its thresholds; writes
-    ``metrics.json`` (``metrics-<split>.json`` for other splits) and returns the dict."""
+    ``metrics.json`` (``metrics-<split>.json`` for other splits) and returns the dict.
+
+    Nothing is scored against labels other than the run's: config.json, best.pt and the
+    dataset's vocabulary must agree (labels and their order), else an error naming the file
+    that disagrees and metrics.json is left as it was."""
     from lib import metrics
 
     folder = RunFolder.resolve(run)
     model, cfg = load_model(folder, device=device)
     dataset = run_dataset(folder)
+    if split not in dataset.splits:
+        raise RunError(f"{paths.portable(dataset.root)}: no split {split!r} (has "
+                       f"{sorted(dataset.splits)})")
     scores = predict(model, dataset, split, config=cfg, device=device)
+    targets = dataset.splits[split].targets
+    if scores.shape != targets.shape:  # cannot happen once the labels agree; never score it
+        raise RunError(f"{paths.portable(folder.best_path)}: {scores.shape[1]} scores per "
+                       f"image but the dataset has {targets.shape[1]} labels")
     result = {"split": split, "leaky": folder.leaky,
-              **metrics.evaluate_scores(dataset.splits[split].targets, scores,
-                                        thresholds=folder.thresholds())}
+              **metrics.evaluate_scores(targets, scores, thresholds=folder.thresholds())}
     folder.write_metrics(result, split)
     return result
 
 
+def find_images(inputs: Sequence[str | os.PathLike], *, recursive: bool = True) -> list[Path]:
+    """Image files given directly, or found in given folders (sorted; with ``recursive``,
+    the default, in their subfolders too; hidden files and folders skipped). A given path
+    that does not exist, or a folder without images, is an error naming it."""
+    from lib.images import IMAGE_SUFFIXES
+
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(
+                f for f in (p.rglob("*") if recursive else p.iterdir())
+                if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()
+                and not any(part.startswith(".") for part in f.relative_to(p).parts))
+            if not found:
+                raise FileNotFoundError(
+                    f"{p}: folder holds no images{' (subfolders included)' if recursive else ''}"
+                    f" ({', '.join(IMAGE_SUFFIXES)})")
+            files += found
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"{p}: no such image file or folder")
+    return files
+
+
+def decode_each(files: Sequence[Path], size: int,
+                failures: list[tuple[Path, str]] | None = None) -> tuple[list[Path], np.ndarray]:
+    """Decode ``files`` one by one: (the files decoded, ``N x size x size x 3`` uint8). A file
+    that cannot be read is appended to ``failures`` as ``(file, problem)`` and skipped; with
+    ``failures=None`` it raises its error."""
+    from lib.errors import describe, is_user_error
+    from lib.images import decode_image
+
+    good, arrays = [], []
+    for f in tqdm(files, desc="decode", leave=False, disable=len(files) < 50):
+        try:
+            arrays.append(decode_image(f, size))
+        except Exception as exc:
+            if failures is None or not is_user_error(exc):
+                raise
+            problem = describe(exc)
+            failures.append((f, problem if str(f) in problem else f"{f}: {problem}"))
+            continue
+        good.append(f)
+    images = np.stack(arrays) if arrays else np.empty((0, size, size, 3), dtype=np.uint8)
+    return good, images
+
+
 def annotate(run: str | os.PathLike | RunFolder, inputs: Sequence[str | os.PathLike], *,
-             top_k: int | None = None, thresholds: str = "mcc",
-             device: str = "auto") -> list[dict[str, Any]]:
-    """Labels (and scores) a trained run gives image files or folders of images.
+             top_k: int | None = None, thresholds: str = "mcc", device: str = "auto",
+             recursive: bool = True,
+             failures: list[tuple[Path, str]] | None = None) -> list[dict[str, Any]]:
+    """Labels (and scores) a trained run gives image files or folders of images (folders
+    scanned with their subfolders unless ``recursive=False``).
 
     With ``top_k`` the k highest-scoring labels; otherwise every label whose score reaches
-    its threshold (``mcc``: the run's thresholds.json, ``0.5``: a fixed 0.5)."""
+    its threshold (``mcc``: the run's thresholds.json, ``0.5``: a fixed 0.5). The labels are
+    config.json's, checked against best.pt's. An image that cannot be read raises, or with a
+    ``failures`` list is appended to it as ``(file, problem)`` and the others annotated."""
     if top_k is not None and int(top_k) < 1:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
     if thresholds not in ("mcc", "0.5", 0.5):
         raise ValueError(f"thresholds={thresholds!r}; expected 'mcc' or '0.5'")
     folder = RunFolder.resolve(run)
-    files = expand_images(inputs)
+    folder.config  # noqa: B018 - validated first: a bad run folder is the first error
+    files = find_images(inputs, recursive=recursive)
     model, cfg = load_model(folder, device=device)
     labels = cfg["labels"]
     cut = folder.thresholds() if thresholds == "mcc" else np.full(len(labels), 0.5)
-    scores = predict_files(model, files, config=cfg, device=device)
+    files, images = decode_each(files, cfg["image_size"], failures)
+    if not files:
+        return []
+    dev = resolve_device(device)
+    scores = Scorer.for_run(model.to(dev), cfg, dev).scores(images)
     out = []
     for f, s in zip(files, scores, strict=True):
         order = np.argsort(-s, kind="stable")
@@ -219,6 +329,15 @@ def annotate(run: str | os.PathLike | RunFolder, inputs: Sequence[str | os.PathL
         out.append({"image": str(f), "labels": [labels[i] for i in chosen],
                     "scores": {lab: float(v) for lab, v in zip(labels, s, strict=True)}})
     return out
+
+
+def annotations_csv(rows: Sequence[dict[str, Any]]) -> str:
+    """``annotate``'s CSV: ``image``, ``labels`` (a JSON list, e.g. ``["palm tree", "sky"]``:
+    unambiguous for labels with spaces or commas) and one score column per label."""
+    frame = pd.DataFrame([{"image": r["image"],
+                           "labels": json.dumps(r["labels"], ensure_ascii=False),
+                           **r["scores"]} for r in rows])
+    return frame.to_csv(index=False, float_format="%.8g")
 
 
 # --------------------------------------------------------------------------- CLI
@@ -237,8 +356,13 @@ def evaluate_main(argv: list[str]) -> int:
 
 
 def annotate_main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m lib annotate",
-                                description="Annotate images with a trained run.")
+    p = argparse.ArgumentParser(
+        prog="python -m lib annotate",
+        description="Annotate images with a trained run. Folders are scanned with their "
+                    "subfolders (--no-recursive: only the folder itself). The CSV's 'labels' "
+                    "column is a JSON list (labels may contain spaces). An image that cannot "
+                    "be read is reported on stderr (one line each) and the others annotated; "
+                    "the exit code is then 2.")
     p.add_argument("run_dir")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
     p.add_argument("--top-k", type=int, default=None,
@@ -246,22 +370,33 @@ def annotate_main(argv: list[str]) -> int:
     p.add_argument("--thresholds", choices=("0.5", "mcc"), default="mcc")
     p.add_argument("--format", choices=("csv", "json"), default="csv")
     p.add_argument("--output", default=None, help="file to write (default: stdout)")
+    p.add_argument("--no-recursive", dest="recursive", action="store_false",
+                   help="do not scan the subfolders of a given folder")
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
     if args.top_k is not None and args.top_k < 1:
         p.error(f"--top-k must be at least 1, got {args.top_k}")
-    rows = annotate(args.run_dir, args.inputs, top_k=args.top_k,
-                    thresholds=args.thresholds, device=args.device)
-    if args.format == "json":
-        text = json.dumps(rows, indent=2) + "\n"
-    else:
-        frame = pd.DataFrame([{"image": r["image"], "labels": " ".join(r["labels"]),
-                               **r["scores"]} for r in rows])
-        text = frame.to_csv(index=False, float_format="%.8g")
-    if args.output:
-        from lib.utils import atomic_write_text
+    from lib.errors import EXIT_ERROR
+    from lib.utils import atomic_write_text, check_output_file
 
-        atomic_write_text(args.output, text)
-    else:
-        sys.stdout.write(text)
+    if args.output:
+        check_output_file(args.output)  # before loading the model
+    failures: list[tuple[Path, str]] = []
+    rows = annotate(args.run_dir, args.inputs, top_k=args.top_k,
+                    thresholds=args.thresholds, device=args.device,
+                    recursive=args.recursive, failures=failures)
+    if rows:
+        text = (json.dumps(rows, indent=2) + "\n" if args.format == "json"
+                else annotations_csv(rows))
+        if args.output:
+            atomic_write_text(args.output, text)
+        else:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+    for _, problem in failures:
+        print(f"error: {problem}", file=sys.stderr)
+    if failures:
+        print(f"error: {len(failures)} of {len(failures) + len(rows)} images could not be "
+              f"read{'; the others are annotated' if rows else ''}", file=sys.stderr)
+        return EXIT_ERROR
     return 0

@@ -41,7 +41,8 @@ from lib.locking import file_lock
 from lib.runs import RunError, RunFolder, load_checkpoint
 from lib.training import RESUME_FREE, TrainConfig
 from lib.utils import (
-    atomic_save,
+    atomic_save_torch,
+    check_output_folder,
     clean_stale_temps,
     git_commit,
     library_versions,
@@ -119,6 +120,7 @@ class Trainer:
         self.amp = config.resolved_amp(device.type)
         self.folder = RunFolder(config.resolved_out())
         self.out = self.folder.path
+        check_output_folder(self.out)  # before the set-up (a file in the way, read-only)
         self.cfg = {**config.to_dict(), "amp": self.amp}
         seed_everything(config.seed)
         self._load_data()
@@ -300,8 +302,8 @@ class Trainer:
             "score": self.best_score,
             "select_metric": self.config.select_metric,
             "labels": self.labels,
-            "label_vectors": self.label_vectors,
-            "adjacency": self.adjacency,
+            # the label vectors and the adjacency are buffers of the GCN heads, so the model's
+            # state dict holds them already: stored once (a 10,000-label adjacency is 400 MB)
             "config": self.cfg,
         }
 
@@ -330,7 +332,9 @@ class Trainer:
         if folder.checkpoint_path.exists():
             saved = load_checkpoint(folder.checkpoint_path)["config"]
         elif folder.config_path.exists():
-            saved = {k: v for k, v in folder.config.items() if k in self.cfg}
+            raw = folder.raw_config()  # compared, not trusted: another version may differ
+            saved = {k: v for k, v in raw.items() if k in self.cfg} if isinstance(raw, dict) \
+                else {}
         if saved is None:
             return False
         diff = self.differences(saved)
@@ -455,9 +459,9 @@ class Trainer:
             if self.dist.main:
                 if improved:
                     best = self._best()
-                    atomic_save(self.folder.best_path, lambda p, b=best: torch.save(b, p))
+                    atomic_save_torch(self.folder.best_path, best)
                 ckpt = self._checkpoint()
-                atomic_save(self.folder.checkpoint_path, lambda p, k=ckpt: torch.save(k, p))
+                atomic_save_torch(self.folder.checkpoint_path, ckpt)
                 self.folder.write_history(self.history)
             done_here += 1
             self.trained_now = done_here

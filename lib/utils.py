@@ -9,6 +9,7 @@ import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from lib.errors import CorruptFileError, one_line
+from lib.errors import CorruptFileError, DiskFullError, OutputError, one_line
 from lib.paths import ROOT
 
 
@@ -53,25 +54,89 @@ def temp_path_for(path: str | os.PathLike) -> Path:
     return Path(tmp)
 
 
-def _atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Write through a temporary file in the same folder, then rename over ``path``."""
+#: errors of a full disk (or a full quota)
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def _full_disk_cause(exc: BaseException | None) -> OSError | None:
+    """The OSError of a full disk behind ``exc`` (itself, its cause or context), or None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _FULL:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def human_bytes(n: float) -> str:
+    """``n`` bytes as ``"1.5 MB"`` (powers of 1000, as ``df -H``)."""
+    for unit in ("bytes", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{int(n)} bytes" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError  # pragma: no cover
+
+
+def disk_full_error(path: str | os.PathLike, needed: int | None, written: int = 0,
+                    cause: OSError | None = None) -> DiskFullError:
+    """The one-line error of a write of ``path`` that ran out of space: the file, the space
+    it needed (``needed`` bytes, or more than the ``written`` ones when unknown) and the
+    space free there."""
     path = Path(path)
-    tmp = temp_path_for(path)
+    why = "no space left on device" if cause is None or cause.errno == errno.ENOSPC \
+        else "disk quota exceeded"
+    if needed is not None:
+        need = f"writing it needs {human_bytes(needed)} ({needed} bytes)"
+    else:
+        need = f"writing it needs more than the {human_bytes(written)} written"
+    try:
+        free = f"{human_bytes(shutil.disk_usage(path.parent).free)} free in {path.parent}"
+    except OSError:
+        free = "free space unknown"
+    return DiskFullError(f"{path}: {why}: {need}, {free}; free some space and run again "
+                         "(nothing was written)")
+
+
+def _atomic(path: str | os.PathLike, write: Callable[[Path], None],
+            needed: Callable[[], int | None] | int | None = None) -> Path:
+    """Write through a temporary file in the same folder, then rename over ``path``.
+
+    A full disk is a :class:`lib.errors.DiskFullError` naming ``path`` and the space the
+    write needed (``needed``: bytes, or a function computing them after the failure); the
+    temporary file is removed and ``path`` keeps its old content."""
+    path = Path(path)
+    try:
+        tmp = temp_path_for(path)
+    except OSError as exc:
+        if exc.errno in _FULL:
+            raise disk_full_error(path, needed() if callable(needed) else needed,
+                                  cause=exc) from exc
+        raise
     try:
         write(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        try:
+            written = tmp.stat().st_size
+        except OSError:
+            written = 0
         tmp.unlink(missing_ok=True)
-        raise
+        full = _full_disk_cause(exc)
+        if full is None:
+            raise
+        raise disk_full_error(path, needed() if callable(needed) else needed, written,
+                              full) from exc
     return path
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    return _atomic(path, lambda tmp: tmp.write_bytes(data))
+    return _atomic(path, lambda tmp: tmp.write_bytes(data), len(data))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return _atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    data = text.encode("utf-8")
+    return _atomic(path, lambda tmp: tmp.write_bytes(data), len(data))
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Path:
@@ -79,12 +144,106 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2)
 
 
 def atomic_save(path: str | os.PathLike, save: Callable[[Path], None]) -> Path:
-    """Atomic write for any saver taking a path, e.g. ``lambda p: torch.save(obj, p)``,
-    ``lambda p: df.to_csv(p, index=False)`` or ``lambda p: fig.savefig(p)``.
+    """Atomic write for any saver taking a path, e.g. ``lambda p: df.to_csv(p, index=False)``
+    or ``lambda p: fig.savefig(p)`` (torch objects: :func:`atomic_save_torch`).
 
     The temporary file keeps the target's suffix, so savers that infer the format
     from it (matplotlib, PIL, numpy) still work."""
     return _atomic(path, save)
+
+
+class _CountingSink:
+    """A write-only file object that counts bytes (the size a save needs)."""
+
+    def __init__(self) -> None:
+        self.size = 0
+
+    def write(self, data) -> int:
+        n = memoryview(data).nbytes
+        self.size += n
+        return n
+
+    def flush(self) -> None:
+        pass
+
+
+class _RecordingFile:
+    """A file object whose write errors are kept: torch's writer turns a Python error of
+    ``write`` into a RuntimeError without the errno (``unexpected pos``)."""
+
+    def __init__(self, f) -> None:
+        self.f = f
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+def atomic_save_torch(path: str | os.PathLike, obj: Any) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically; a full disk is one line naming the file
+    and the checkpoint's size (:class:`lib.errors.DiskFullError`), not torch's traceback."""
+    import torch
+
+    def needed() -> int:
+        sink = _CountingSink()
+        torch.save(obj, sink)
+        return sink.size
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            out = _RecordingFile(f)
+            try:
+                torch.save(obj, out)
+            except RuntimeError as exc:
+                if out.error is not None:
+                    raise out.error from exc
+                raise
+
+    return _atomic(path, write, needed)
+
+
+def _probe(folder: Path, what: str) -> None:
+    try:
+        temp_path_for(folder / ".write-probe").unlink()
+    except OSError as exc:
+        raise OutputError(f"{what}: cannot write in {folder} ({exc.strerror or exc})") from None
+
+
+def check_output_folder(path: str | os.PathLike) -> Path:
+    """Create the output folder ``path`` (and its parents) and check that files can be
+    written in it, before a long job starts; else :class:`lib.errors.OutputError` on one
+    line (a file in the way, a read-only parent, no permission)."""
+    path = Path(path)
+    for parent in (path, *path.parents):
+        if parent.exists() and not parent.is_dir():
+            raise OutputError(f"{path}: is a file, expected a folder" if parent == path else
+                              f"{path}: cannot create the folder, {parent} is a file")
+        if parent.exists():
+            break
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot create the folder ({exc.strerror or exc})") from None
+    _probe(path, str(path))
+    return path
+
+
+def check_output_file(path: str | os.PathLike) -> Path:
+    """Check, before a long job starts, that the file ``path`` can be written atomically:
+    not a folder, its folder exists (or can be created) and takes files; else
+    :class:`lib.errors.OutputError` on one line."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder, expected a file name")
+    check_output_folder(path.parent)
+    return path
 
 
 def _pid_alive(pid: int) -> bool:
@@ -202,9 +361,13 @@ def load_torch(path: str | os.PathLike, *, map_location: Any = "cpu",
         return torch.load(path, map_location=map_location, weights_only=weights_only)
     except pickle.UnpicklingError as exc:
         if "weights_only" in str(exc) or "Weights only" in str(exc):
+            # torch's message suggests loading unsafely; the project never relays that
+            found = re.findall(r"GLOBAL\s+([\w.]+)", str(exc))
+            what = f" (it references {found[0]})" if found else ""
             raise CorruptFileError(
-                f"{path}: holds objects that safe (weights_only) loading refuses "
-                f"({one_line(str(exc)).split(';')[0]})") from exc
+                f"{path}: refused: holds objects other than tensors and plain values{what}, "
+                "so it is not a checkpoint this project wrote and it is not loaded (it could "
+                "run code); delete it and train again") from None
         raise CorruptFileError(f"{path}: truncated or not a torch file ({one_line(str(exc))}); "
                                "delete it and create it again") from exc
     except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, KeyError, IndexError,

@@ -15,7 +15,7 @@ from lib.metrics import evaluate_scores, mcc_thresholds
 from lib.models import build_model
 from lib.plots import evaluation as evaluation_plots
 from lib.plots import save
-from lib.runs import RunError
+from lib.runs import RunError, make_config
 
 LABELS = ["sky", "sea", "sun", "tree", "car"]
 
@@ -40,9 +40,8 @@ def run(tmp_path):
     thresholds = mcc_thresholds(y, scores)
     out = paths.run_dir("hand")
     out.mkdir(parents=True)
-    (out / "config.json").write_text(json.dumps({
-        "run_name": "hand", "dataset": str(root), "dataset_name": "ds", "labels": LABELS,
-        "seed": 0, "head": "linear", "embeddings": "onehot", "leaky": False}))
+    (out / "config.json").write_text(json.dumps(make_config(
+        LABELS, str(root), run_name="hand", seed=0, head="linear", embeddings="onehot")))
     frame = pd.DataFrame(scores[::-1], columns=LABELS)              # rows in another order
     frame.insert(0, "image_name", names[::-1])
     frame.to_csv(out / "predictions.csv", index=False)

@@ -14,7 +14,7 @@ import pytest
 from conftest import run_notebook
 
 from lib import data, graph_gain, paths, seedstats
-from lib.runs import RunFolder
+from lib.runs import RunFolder, make_config
 from lib.utils import notebook_records
 
 LABELS = ["a", "b", "c", "d", "e", "f"]
@@ -55,10 +55,9 @@ def runs(tmp_path) -> Path:
     runs = paths.runs_dir()
     for (name, seed), f1 in F1.items():
         run = RunFolder(runs / name / f"seed-{seed}")
-        run.write_config({"run_name": name, "seed": seed, "loss": "asl",
-                          "head": name.split("-")[0], "labels": LABELS, "dataset": str(ds),
-                          "dataset_name": "ds", "embeddings": "glove-6b-50d",
-                          "adjacency": "seed", "augmented": False})
+        run.write_config(make_config(LABELS, str(ds), run_name=name, seed=seed, loss="asl",
+                                     head=name.split("-")[0], embeddings="glove-6b-50d",
+                                     adjacency="seed", augmented=False))
         run.write_predictions([f"test{i}.jpg" for i in range(len(TEST))], LABELS,
                               scores_for(f1))
         # MCC thresholds: 0.5 except on linear-asl seed 1, where 0.95 predicts nothing

@@ -41,9 +41,10 @@ STANDINS = {
         "    head = overrides.get('head', 'gcn')\n"
         "    f1 = 0.5 + 0.01 * seed + (0.05 if head == 'gcn' else 0.0)\n"
         "    block = {**{k: f1 for k in keys}, 'n_plus': 10}\n"
-        "    cfg = {'run_name': run_name, 'seed': seed, 'head': head, 'dataset': dataset,\n"
-        "           'loss': overrides.get('loss', 'asl'), 'labels': ['a', 'b'],\n"
-        "           'augmented': overrides.get('augmented', False), 'preset': preset}\n"
+        "    from lib.runs import make_config  # a complete config.json (readers validate it)\n"
+        "    cfg = make_config(['a', 'b'], dataset, run_name=run_name, seed=seed, head=head,\n"
+        "                      loss=overrides.get('loss', 'asl'),\n"
+        "                      augmented=overrides.get('augmented', False))\n"
         "    (d / 'config.json').write_text(json.dumps(cfg))\n"
         "    (d / 'metrics.json').write_text(json.dumps({'mean_average_precision': f1,\n"
         "        'at_0.5': block, 'mcc': block, 'top5': block, 'top3': block}))"),

@@ -14,7 +14,7 @@ import pytest
 from scipy import stats
 
 from lib import comparisons, seedstats, tables
-from lib.runs import METRIC_KEYS, RunFolder, list_runs
+from lib.runs import METRIC_KEYS, RunFolder, list_runs, make_config
 
 
 def metrics_block(f1: float, n_plus: int) -> dict:
@@ -31,13 +31,12 @@ def make_run(runs: Path, name: str, seed: int, f1: float, *, labels: int = 20,
     ``round(100 f1)``, mAP ``f1 + 0.2``."""
     folder = runs / name / f"seed-{seed}"
     folder.mkdir(parents=True)
-    cfg = {"run_name": name, "seed": seed, "dataset": "data/scenes", "dataset_name": "scenes",
-           "labels": [f"l{i}" for i in range(labels)], "num_labels": labels,
-           "backbone": "resnet10t", "image_size": 64, "epochs": 5, "batch_size": 32,
-           "lr": 2e-3, "loss": "asl", "head": "gcn", "adjacency": "seed",
-           "embeddings": "glove-6b-50d", "augmented": False, "protocol": "holdout",
-           "leaky": False, "standin": False}
-    cfg.update(config)
+    dataset = config.pop("dataset", "data/scenes")
+    cfg = make_config([f"l{i}" for i in range(labels)], dataset, **{
+        "run_name": name, "seed": seed, "backbone": "resnet10t", "image_size": 64,
+        "epochs": 5, "batch_size": 32, "lr": 2e-3, "loss": "asl", "head": "gcn",
+        "adjacency": "seed", "embeddings": "glove-6b-50d", "augmented": False,
+        "protocol": "holdout", **config})  # a complete config.json (readers validate it)
     (folder / "config.json").write_text(json.dumps(cfg))
     if metrics:
         n_plus = round(f1 * 100)
