@@ -3,6 +3,8 @@ normalisation constants (plain and augmented), strict fp32 (TF32 off), ML-GCN's 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -121,3 +123,54 @@ def test_reference_augmented_run_uses_the_augmented_constants(tiny_scenes, tmp_p
 
 def test_channels_last_is_off_by_default_until_measured():
     assert training.TrainConfig().channels_last is False
+
+
+# ----------------------------------------------------------------------------- ML-WGAN init
+
+
+def test_wgan_reference_initialisation():
+    from lib import wgan
+
+    size = (16, 24)
+    gen = wgan.build_generator(size, 4, 1, bias=True)
+    crit = wgan.build_critic(size, 4, 1, bias=True)
+    for net in (gen, crit):
+        wgan.init_grouped(net, [np.random.default_rng(0)], "reference")
+        bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        convs = [m for m in net.modules()
+                 if isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d)]
+        gammas = torch.cat([m.weight.detach() for m in bns])
+        assert gammas.abs().max() < 0.15 and abs(float(gammas.mean())) < 0.02  # N(0, 0.02)
+        assert all(float(m.bias.detach().abs().max()) == 0 for m in bns)
+        for m in convs:
+            assert m.bias is not None  # every convolution keeps a bias, as in the reference
+            fan_in, _ = torch.nn.init._calculate_fan_in_and_fan_out(m.weight)
+            bound = 1 / math.sqrt(fan_in)
+            b = m.bias.detach()
+            assert float(b.abs().max()) <= bound and float(b.abs().max()) > 0.3 * bound
+    # the project's DCGAN initialisation stays the default, as before
+    dc = wgan.build_generator(size, 4, 1)
+    wgan.init_grouped(dc, [np.random.default_rng(0)])
+    g = torch.cat([m.weight.detach() for m in dc.modules()
+                   if isinstance(m, torch.nn.BatchNorm2d)])
+    assert abs(float(g.mean()) - 1) < 0.02
+    assert wgan.WGANConfig().init == "dcgan"
+    assert wgan.WGANConfig(**wgan.PRESETS["corel5k"]).init == "reference"
+    # the default's settings hash does not change (existing fakes stay valid)
+    assert "init" not in wgan.fake_settings(wgan.WGANConfig())
+    assert wgan.fake_settings(wgan.WGANConfig(init="reference"))["init"] == "reference"
+
+
+def test_wgan_reference_initialisation_grouped_is_solo():
+    from lib import wgan
+
+    size, seeds = (16, 24), [3, 11]
+    grouped = wgan.build_critic(size, 4, 2, bias=True)
+    wgan.init_grouped(grouped, [np.random.default_rng(s) for s in seeds], "reference")
+    for k, s in enumerate(seeds):
+        solo = wgan.build_critic(size, 4, 1, bias=True)
+        wgan.init_grouped(solo, [np.random.default_rng(s)], "reference")
+        for (name, gp), (_, sp) in zip(grouped.named_parameters(), solo.named_parameters(),
+                                       strict=True):
+            n = sp.shape[0]
+            torch.testing.assert_close(gp.detach()[k * n:(k + 1) * n], sp.detach(), msg=name)
