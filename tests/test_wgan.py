@@ -216,7 +216,8 @@ def test_cli_options_override_only_what_is_given():
         wgan.WGANConfig, wgan.PRESETS, "default", {"width": 8, "limit": None,
                                                    "image_size": (16, 24)})
     args = parser.parse_args(["data/x", "--preset", "corel5k", "--device", "cuda:1"])
-    assert augmentation.config_from_args(args) == wgan.WGANConfig(device="cuda:1")
+    assert augmentation.config_from_args(args) == wgan.WGANConfig(device="cuda:1",
+                                                                  init="reference")
     with pytest.raises(SystemExit):
         parser.parse_args(["data/x", "--select", "often"])
 
