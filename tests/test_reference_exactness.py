@@ -174,3 +174,54 @@ def test_wgan_reference_initialisation_grouped_is_solo():
                                        strict=True):
             n = sp.shape[0]
             torch.testing.assert_close(gp.detach()[k * n:(k + 1) * n], sp.detach(), msg=name)
+
+
+# ----------------------------------------------------------------------------- shipped fakes
+
+
+def _release_like(tiny_scenes, tmp_path):
+    """A folder laid out like the Kaggle release: images/ with three fakes per training image
+    (`<stem>_aug.jpeg`, `_aug_hor_flip.jpeg`, `_aug_rot_90.jpeg`), train_aug.json listing them
+    with the source's labels, and no augment_logs/config.json of this project."""
+    import json
+    import shutil
+
+    from PIL import Image
+
+    from lib import augmentation
+
+    root = tmp_path / "release"
+    shutil.copytree(tiny_scenes, root)
+    train = json.loads((root / "train.json").read_text())
+    samples = []
+    for s in train["samples"]:
+        img = Image.open(root / "images" / s["image_name"]).convert("RGB")
+        for aug in augmentation.aug_names(s["image_name"]):
+            img.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(root / "images" / aug,
+                                                                format="JPEG")
+            samples.append({"image_name": aug, "image_labels": s["image_labels"]})
+    (root / "train_aug.json").write_text(json.dumps({"labels": train["labels"],
+                                                     "samples": samples}))
+    assert not (root / "augment_logs").exists()
+    return root, len(train["samples"]), len(samples)
+
+
+@pytest.mark.slow
+def test_shipped_fakes_train_and_are_never_destroyed(tiny_scenes, tmp_path):
+    from lib import augmentation
+
+    root, n_real, n_fake = _release_like(tiny_scenes, tmp_path)
+    before = {p.name: p.read_bytes() for p in (root / "images").glob("*_aug*.jpeg")}
+    assert len(before) == n_fake == 3 * n_real
+    run = RunFolder(training.train(_config(root, tmp_path / "aug", protocol="reference",
+                                           augmented=True)))
+    assert run.config["n_train"] == n_real + n_fake
+    assert run.config["augmentation"]["fakes"] == n_fake
+    assert run.config["normalization_mean"] == [0.4249, 0.4365, 0.3926]
+    for overwrite in (False, True):
+        with pytest.raises(augmentation.SettingsMismatch, match="made elsewhere"):
+            augmentation.augment(root, limit=2, iterations=3, image_size=(16, 24), width=2,
+                                 overwrite=overwrite, progress=False)
+    after = {p.name: p.read_bytes() for p in (root / "images").glob("*_aug*.jpeg")}
+    assert after == before
+    assert len((root / "train_aug.json").read_text()) > 0
