@@ -5,7 +5,9 @@ Measures, on one GPU:
 1. one training epoch of the reference recipe (TResNet-M at 448 px, batch 32, GCN head,
    ASL, 260 labels, 300-d label vectors) on the Corel-shaped stand-in images: seconds per
    epoch, images/s and peak GPU memory, in fp32 (the reference protocol) and in bf16 autocast;
-   the reference reports 135 s per epoch on its GPU (4,500 images);
+   the reference reports 135 s per epoch on its GPU (4,500 images); each precision in both
+   memory layouts, NCHW (contiguous) and channels-last, so that the default of
+   ``TrainConfig.channels_last`` (NCHW) is a measured one;
 2. the ML-WGAN at 128x192, width 64: image-iterations per second with K = 1 against K = 32
    images trained as one grouped network.
 
@@ -48,10 +50,11 @@ def _sync() -> None:
 
 
 def train_epoch(data: Path, out: Path, *, amp: bool, protocol: str, steps: int | None,
-                smoke: dict | None = None) -> dict:
+                smoke: dict | None = None, channels_last: bool = False) -> dict:
     overrides = {"data": str(data), "out": str(out), "pretrained": False,
                  "embeddings": "random", "epochs": 1, "num_workers": 8,
-                 "protocol": protocol, "amp": amp, "overwrite": True, **(smoke or {})}
+                 "protocol": protocol, "amp": amp, "overwrite": True,
+                 "channels_last": channels_last, **(smoke or {})}
     config = training.build_config("corel5k", overrides)
     trainer = Trainer(config)
     _sync()
@@ -74,7 +77,9 @@ def train_epoch(data: Path, out: Path, *, amp: bool, protocol: str, steps: int |
     seconds = time.perf_counter() - t0
     ips = n_images / seconds
     n_train = len(trainer.train_data)
-    return {"precision": "bf16 autocast" if trainer.amp else "fp32", "protocol": protocol,
+    return {"precision": trainer.precision, "protocol": protocol,
+            "memory_format": "channels_last" if channels_last else "nchw",
+            "layout_applies": trainer.device.type == "cuda",
             "train_images": n_train, "timed_images": n_images, "timed_seconds": round(seconds, 2),
             "images_per_s": round(ips, 1),
             "epoch_seconds_4500_images": round(4500 / ips, 1),
@@ -138,12 +143,18 @@ def main(argv: list[str] | None = None) -> int:
         result["standin_seconds"] = round(time.perf_counter() - t0, 1)
         result["training"] = []
         for amp, protocol in ((False, "reference"), (True, "holdout")):
-            r = train_epoch(data, Path(tmp) / f"run-{amp}", amp=amp, protocol=protocol,
-                            steps=args.steps, smoke=smoke)
-            print(json.dumps(r), flush=True)
-            result["training"].append(r)
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+            pair = {}
+            for channels_last in (False, True):
+                r = train_epoch(data, Path(tmp) / f"run-{amp}-{channels_last}", amp=amp,
+                                protocol=protocol, steps=args.steps, smoke=smoke,
+                                channels_last=channels_last)
+                print(json.dumps(r), flush=True)
+                result["training"].append(r)
+                pair[channels_last] = r["images_per_s"]
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+            result.setdefault("channels_last_over_nchw", {})[protocol] = round(
+                pair[True] / pair[False], 3)
     result["wgan"] = []
     for k in (1, 32):
         r = wgan_speed(k, args.wgan_iterations, *(((32, 32), 4) if args.smoke else ()))

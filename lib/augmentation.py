@@ -252,13 +252,17 @@ def _check_and_record(root: Path, config: WGANConfig, names: Sequence[str],
             raise SettingsMismatch(
                 f"{path}: another augmentation process is running in {root} with the recorded "
                 f"settings ({_diff(old, wanted)}); wait for it or stop it before overwriting")
-    elif not overwrite:
+    else:
+        # fakes without our record are someone else's, e.g. the Kaggle release's 13,500
+        # (the reference's own): never overwritten, not even with overwrite
         made = [n for n in names if has_fakes(root, n)]
         if made:
             raise SettingsMismatch(
                 f"{path} is missing, but {root / 'images'} holds the fakes of {len(made)} "
-                f"training images (e.g. {aug_names(made[0])[0]}) made elsewhere or by an older "
-                "version, with unknown settings; pass overwrite=True (--overwrite) to redo them")
+                f"training images (e.g. {aug_names(made[0])[0]}) made elsewhere (e.g. the "
+                "shipped fakes of the Kaggle release), with unknown settings; they are never "
+                "overwritten: train on them as they are (augmented: true), or generate fakes "
+                "of this project in a copy of the dataset folder without them")
     _write_config(root, config, names, targets)
 
 

@@ -30,6 +30,24 @@ def autocast(device: torch.device, amp: bool):
     return contextlib.nullcontext()
 
 
+def set_strict_fp32(strict: bool) -> dict[str, bool]:
+    """Under ``strict`` turn TF32 off for CUDA matmuls and cuDNN convolutions (Ampere and
+    later otherwise run fp32 convolutions in TF32); returns the flags now in force, which a
+    run records in config.json. Not strict: the flags are left as they are."""
+    if strict:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    return {"matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
+            "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32)}
+
+
+def precision_label(amp: bool, tf32: dict[str, bool]) -> str:
+    """``bf16-autocast``, ``fp32`` (strict: no TF32 anywhere) or ``fp32+tf32``."""
+    if amp:
+        return "bf16-autocast"
+    return "fp32+tf32" if any(tf32.values()) else "fp32"
+
+
 @dataclass
 class Distributed:
     """This process's place among ``torchrun`` processes (one process: rank 0 of 1)."""

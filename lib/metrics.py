@@ -120,6 +120,21 @@ def topk_metrics(y_true, y_score, k: int) -> dict:
     return prediction_metrics(y_true, topk_predictions(y_score, k))
 
 
+def mlgcn_topk_predictions(y_score, k: int = 3, threshold: float = 0.5) -> np.ndarray:
+    """ML-GCN's top-k: each image's k highest scores (ties: the lower label index), of which
+    only those with ``score >= threshold`` are kept. ML-GCN applies it to logits with
+    ``logit >= 0``; on sigmoid scores that is ``score >= 0.5``, the default. So an image may
+    get fewer than k labels, unlike :func:`topk_predictions`."""
+    y_score = np.asarray(y_score)
+    return topk_predictions(y_score, k) & (y_score >= threshold)
+
+
+def mlgcn_topk_metrics(y_true, y_score, k: int = 3, threshold: float = 0.5) -> dict:
+    """Metrics of :func:`mlgcn_topk_predictions` (the ``top3_mlgcn`` block)."""
+    y_true, y_score = _check(y_true, y_score)
+    return prediction_metrics(y_true, mlgcn_topk_predictions(y_score, k, threshold))
+
+
 def mean_average_precision(y_true, y_score) -> float:
     """Mean over labels with at least one positive of sklearn's average precision
     (NaN when no label has a positive)."""
@@ -162,7 +177,8 @@ def mcc_thresholds(y_true, y_score, grid=None, default: float = 0.5) -> np.ndarr
 
 def evaluate_scores(y_true, y_score, thresholds=None) -> dict:
     """The ``metrics.json`` blocks: mAP, ``at_0.5``, ``mcc`` (when per-label thresholds are
-    given), ``top5``, ``top3``, plus ``n_labels`` and ``n_labels_present``."""
+    given), ``top5``, ``top3`` (plain: always three labels), ``top3_mlgcn`` (ML-GCN's: of the
+    top three only those scoring >= 0.5), plus ``n_labels`` and ``n_labels_present``."""
     y_true, y_score = _check(y_true, y_score)
     out: dict = {"mean_average_precision": mean_average_precision(y_true, y_score),
                  "at_0.5": annotation_metrics(y_true, y_score, 0.5)}
@@ -170,6 +186,7 @@ def evaluate_scores(y_true, y_score, thresholds=None) -> dict:
         out["mcc"] = annotation_metrics(y_true, y_score, thresholds)
     out["top5"] = topk_metrics(y_true, y_score, 5)
     out["top3"] = topk_metrics(y_true, y_score, 3)
+    out["top3_mlgcn"] = mlgcn_topk_metrics(y_true, y_score, 3)
     out["n_labels"] = int(y_true.shape[1])
     out["n_labels_present"] = int(y_true.any(axis=0).sum())
     return out

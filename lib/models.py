@@ -49,6 +49,14 @@ HEADS = ("gcn", "linear", "gcn-identity", "gcn-residual", "gcn-learned")
 RESIDUAL_HEADS = ("gcn-residual", "gcn-learned")
 #: the reference's Corel-5k normalisation (docs/method.md, "Training and protocols")
 COREL5K_STATS = ((0.3928, 0.4079, 0.3531), (0.2559, 0.2436, 0.2544))
+#: the reference's normalisation of its augmented runs (4,500 real + 13,500 fake images)
+COREL5K_AUG_STATS = ((0.4249, 0.4365, 0.3926), (0.1955, 0.1830, 0.1987))
+
+
+def reference_stats(augmented: bool) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The reference's fixed normalisation constants: :data:`COREL5K_AUG_STATS` for augmented
+    runs, :data:`COREL5K_STATS` otherwise (docs/method.md, "Training and protocols")."""
+    return COREL5K_AUG_STATS if augmented else COREL5K_STATS
 
 
 class GraphConvolution(nn.Module):

@@ -34,7 +34,13 @@ from tqdm.auto import tqdm
 
 from lib import paths
 from lib.config import ConfigError
-from lib.device import autocast, init_distributed, resolve_device
+from lib.device import (
+    autocast,
+    init_distributed,
+    precision_label,
+    resolve_device,
+    set_strict_fp32,
+)
 from lib.images import CachedImages, channel_stats, identity_collate, image_cache, random_flips
 from lib.inference import Scorer, build_annotator
 from lib.locking import file_lock
@@ -118,6 +124,10 @@ class Trainer:
                               f"and must divide by the {self.dist.world_size} processes")
         self.batch_per_process = config.batch_size // self.dist.world_size
         self.amp = config.resolved_amp(device.type)
+        # the reference protocol is strict fp32: no TF32 in CUDA matmuls or cuDNN convolutions
+        self.tf32 = set_strict_fp32(config.protocol == "reference")
+        self.precision = precision_label(self.amp, self.tf32) if device.type == "cuda" \
+            else "fp32"
         self.folder = RunFolder(config.resolved_out())
         self.out = self.folder.path
         check_output_folder(self.out)  # before the set-up (a file in the way, read-only)
@@ -193,12 +203,27 @@ class Trainer:
         c = self.config
         if c.mean is not None:
             return list(c.mean), list(c.std)
+        if c.protocol == "reference" and c.normalization == "dataset":
+            # the reference's fixed constants (augmented ones for augmented runs), not
+            # statistics computed here (docs/method.md, "Training and protocols")
+            mean, std = models.reference_stats(c.augmented)
+            return list(mean), list(std)
         stats = channel_stats(self.train_images) if c.normalization == "dataset" else None
         mean, std = models.normalization(c.backbone, c.normalization, dataset_stats=stats)
         if min(std) <= 0:
             raise ConfigError(f"{paths.portable(self.root)}: the training images have a "
                               "constant colour channel (std 0); normalisation impossible")
         return list(mean), list(std)
+
+    def _normalization_source(self) -> str:
+        c = self.config
+        if c.mean is not None:
+            return "explicit"
+        if c.normalization == "dataset":
+            if c.protocol == "reference":
+                return "reference-corel5k-augmented" if c.augmented else "reference-corel5k"
+            return "computed"
+        return "backbone"
 
     def _build_model(self) -> None:
         from lib import losses
@@ -261,8 +286,11 @@ class Trainer:
             "n_train": int(len(self.train_data)),
             "val_carved": bool(self.dataset.val_carved) and "val" in self.dataset.splits,
             "augmentation": self.augmentation,
+            "normalization_source": self._normalization_source(),
             "normalization_mean": self.mean,
             "normalization_std": self.std,
+            "precision": self.precision,
+            "tf32": self.tf32,
             "world_size": self.dist.world_size,
             "batch_size_per_process": self.batch_per_process,
             # CPU numbers depend on it (float summation order); lib.scheduler sets it

@@ -99,7 +99,11 @@ class TrainConfig:
     std: tuple[float, float, float] | None = setting(None, help="explicit normalisation std")
     amp: bool | None = setting(None, help="bf16 autocast on CUDA (default: on under holdout, "
                                           "off under reference)")
-    channels_last: bool = setting(True, help="channels-last memory format on CUDA")
+    # NCHW until benchmarks/gpu_reference.py has measured both layouts on a GPU: timm's
+    # published benchmark has tresnet_m_448 about 4x slower in channels-last (53.5 vs 209.6
+    # img/s, RTX 3090, AMP); no effect on the CPU
+    channels_last: bool = setting(False, help="channels-last memory format on CUDA (off: "
+                                              "NCHW, see benchmarks/gpu_reference.py)")
     flips: bool = setting(True, help="random horizontal and vertical flips in training")
     eval_batch_size: int = setting(128, help="batch size for scoring")
     min_positives: int = setting(1, help="labels with fewer tuning-split positives get the "

@@ -50,6 +50,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -66,6 +67,10 @@ NOISE_DIM = 100
 AUG_SUFFIXES = ("_aug", "_aug_hor_flip", "_aug_rot_90")
 #: how the images to augment are chosen (``select``)
 SELECTIONS = ("first", "random", "rare")
+#: initialisations: ``dcgan`` (BN scales N(1, 0.02), no bias before BN, last biases 0; the
+#: project's) and ``reference`` (the reference's: BN scales N(0, 0.02), every convolution
+#: with a bias at PyTorch's default uniform(+-1/sqrt(fan_in)) initialisation)
+INITS = ("dcgan", "reference")
 #: settings that change how fast the fakes are made, not what they are (never recorded)
 EXECUTION_ONLY = ("batch_images", "device", "threads")
 #: settings that choose the images, not their fakes (recorded per job, not per image)
@@ -101,6 +106,9 @@ class WGANConfig:
                                "random order, or those with the rarest labels")
     limit: int | None = setting(None, help="augment only the first N images of that order "
                                            "(none: all)")
+    init: str = setting("dcgan", choices=INITS,
+                        help="dcgan: BN scales N(1, 0.02), no bias before BN; reference: the "
+                             "reference's BN scales N(0, 0.02) and PyTorch-default biases")
     batch_images: int = setting(8, help="K images trained at once as one grouped network")
     device: str = setting("cpu", help="cpu, cuda, cuda:I, ...")
     threads: int | None = setting(1, help="torch threads on the CPU (none: torch's setting; "
@@ -124,6 +132,7 @@ class WGANConfig:
         if not all(0 <= b < 1 for b in self.betas):
             raise ConfigError(f"WGANConfig.betas must be in [0, 1), got {self.betas}")
         check_choice(self, "select")
+        check_choice(self, "init")
         try:
             torch.device(self.device)
         except (RuntimeError, ValueError):
@@ -138,14 +147,17 @@ PRESETS: dict[str, dict[str, Any]] = {
     # grouped network on one CPU thread
     "default": {"iterations": 500, "image_size": (32, 32), "width": 16, "lr": 1e-3,
                 "crop_border": 0, "limit": 16, "batch_images": 16, "select": "rare"},
-    # the reference recipe: the dataclass defaults (run it on GPUs: --device cuda)
-    "corel5k": {},
+    # the reference recipe: the dataclass defaults with the reference's initialisation
+    # (run it on GPUs: --device cuda)
+    "corel5k": {"init": "reference"},
 }
 
 
 def fake_settings(config: WGANConfig) -> dict[str, Any]:
     """The settings an image's fakes depend on (with the image name), JSON-ready."""
     skip = set(EXECUTION_ONLY) | set(SELECTION_SETTINGS)
+    if config.init == "dcgan":  # the original initialisation: hashes of existing fakes hold
+        skip.add("init")
     return {k: v for k, v in to_dict(config).items() if k not in skip}
 
 
@@ -181,19 +193,20 @@ def architecture(image_size: Sequence[int]) -> tuple[int, tuple[int, int]]:
 
 
 def build_generator(image_size: Sequence[int], width: int, groups: int = 1,
-                    noise_dim: int = NOISE_DIM) -> nn.Sequential:
+                    noise_dim: int = NOISE_DIM, bias: bool = False) -> nn.Sequential:
     """Generator of ``groups`` independent models: noise ``(m, groups*noise_dim, 1, 1)`` ->
-    images ``(m, groups*3, H, W)`` in [-1, 1] (model k's channels are block k)."""
+    images ``(m, groups*3, H, W)`` in [-1, 1] (model k's channels are block k). ``bias``:
+    the layers before BN have a bias too (the reference's network)."""
     stages, first = architecture(image_size)
     k = groups
     channels = width * 2 ** (stages - 1)
     layers: list[nn.Module] = [
-        nn.ConvTranspose2d(k * noise_dim, k * channels, first, stride=1, groups=k, bias=False),
+        nn.ConvTranspose2d(k * noise_dim, k * channels, first, stride=1, groups=k, bias=bias),
         nn.BatchNorm2d(k * channels), nn.ReLU(inplace=True),
     ]
     for _ in range(stages - 1):
         layers += [nn.ConvTranspose2d(k * channels, k * channels // 2, 4, stride=2, padding=1,
-                                      groups=k, bias=False),
+                                      groups=k, bias=bias),
                    nn.BatchNorm2d(k * channels // 2), nn.ReLU(inplace=True)]
         channels //= 2
     layers += [nn.ConvTranspose2d(k * channels, k * 3, 4, stride=2, padding=1, groups=k),
@@ -201,7 +214,8 @@ def build_generator(image_size: Sequence[int], width: int, groups: int = 1,
     return nn.Sequential(*layers)
 
 
-def build_critic(image_size: Sequence[int], width: int, groups: int = 1) -> nn.Sequential:
+def build_critic(image_size: Sequence[int], width: int, groups: int = 1,
+                 bias: bool = False) -> nn.Sequential:
     """Critic of ``groups`` independent models: images ``(m, groups*3, H, W)`` -> scores
     ``(m, groups, 1, 1)``; the mirror image of :func:`build_generator`."""
     stages, first = architecture(image_size)
@@ -209,17 +223,23 @@ def build_critic(image_size: Sequence[int], width: int, groups: int = 1) -> nn.S
     layers: list[nn.Module] = []
     c_in, c_out = 3, width
     for _ in range(stages):
-        layers += [nn.Conv2d(k * c_in, k * c_out, 4, stride=2, padding=1, groups=k, bias=False),
+        layers += [nn.Conv2d(k * c_in, k * c_out, 4, stride=2, padding=1, groups=k, bias=bias),
                    nn.BatchNorm2d(k * c_out), nn.LeakyReLU(0.2, inplace=True)]
         c_in, c_out = c_out, c_out * 2
     layers += [nn.Conv2d(k * c_in, k, first, stride=1, groups=k)]
     return nn.Sequential(*layers)
 
 
-def init_grouped(model: nn.Module, rngs: Sequence[np.random.Generator]) -> None:
-    """DCGAN initialisation, block k drawn from ``rngs[k]`` exactly as a one-model network of
-    the same architecture would draw it (parameter order, solo shapes), so that the grouped
-    network starts as the K solo networks."""
+def init_grouped(model: nn.Module, rngs: Sequence[np.random.Generator],
+                 init: str = "dcgan") -> None:
+    """Initialisation ``init`` (:data:`INITS`), block k drawn from ``rngs[k]`` exactly as a
+    one-model network of the same architecture would draw it (parameter order, solo shapes),
+    so that the grouped network starts as the K solo networks. ``dcgan``: conv weights
+    N(0, 0.02), BN scales N(1, 0.02), biases 0. ``reference``: conv weights N(0, 0.02), BN
+    scales N(0, 0.02), BN shifts 0, conv biases uniform(+-1/sqrt(fan_in)) as PyTorch's
+    default (fan_in of one model's block)."""
+    if init not in INITS:
+        raise ValueError(f"unknown WGAN initialisation {init!r}; choose one of {INITS}")
     k = len(rngs)
     with torch.no_grad():
         for module in model.modules():
@@ -228,10 +248,15 @@ def init_grouped(model: nn.Module, rngs: Sequence[np.random.Generator]) -> None:
                 solo_shape = (param.shape[0] // k, *param.shape[1:])
                 blocks = []
                 for rng in rngs:
-                    if isinstance(module, nn.BatchNorm2d) and name == "weight":
-                        values = rng.normal(1.0, 0.02, solo_shape)
+                    bn = isinstance(module, nn.BatchNorm2d)
+                    if bn and name == "weight":
+                        values = rng.normal(1.0 if init == "dcgan" else 0.0, 0.02, solo_shape)
                     elif name == "weight":
                         values = rng.normal(0.0, 0.02, solo_shape)
+                    elif init == "reference" and not bn:  # a conv bias: PyTorch's default
+                        fan_in = module.weight.shape[1] * math.prod(module.weight.shape[2:])
+                        bound = 1.0 / math.sqrt(fan_in)
+                        values = rng.uniform(-bound, bound, solo_shape)
                     else:
                         values = np.zeros(solo_shape)
                     blocks.append(values)
@@ -352,10 +377,11 @@ def train_group(images: torch.Tensor, seeds: Sequence[np.random.SeedSequence | i
     height, width = config.image_size
     rngs = [np.random.default_rng(s) for s in seeds]
 
-    gen = build_generator(config.image_size, config.width, k, nz)
-    crit = build_critic(config.image_size, config.width, k)
-    init_grouped(gen, rngs)
-    init_grouped(crit, rngs)
+    bias = config.init == "reference"
+    gen = build_generator(config.image_size, config.width, k, nz, bias=bias)
+    crit = build_critic(config.image_size, config.width, k, bias=bias)
+    init_grouped(gen, rngs, config.init)
+    init_grouped(crit, rngs, config.init)
     gen.to(device=device, dtype=dtype).train()
     crit.to(device=device, dtype=dtype).train()
     gen_opt = torch.optim.Adam(gen.parameters(), lr=config.lr, betas=config.betas)
@@ -419,7 +445,7 @@ def generator_block(generator: nn.Module, k: int, groups: int) -> dict[str, torc
 
 
 __all__ = [
-    "AUG_SUFFIXES", "NOISE_DIM", "PRESETS", "SELECTIONS", "GroupResult", "WGANConfig",
+    "AUG_SUFFIXES", "INITS", "NOISE_DIM", "PRESETS", "SELECTIONS", "GroupResult", "WGANConfig",
     "architecture", "build_critic", "build_generator", "crop_box", "fake_settings",
     "fake_variants", "generator_block", "image_seed", "init_grouped", "job_settings",
     "jpeg_bytes", "parse_size", "preprocess", "settings_hash", "to_uint8", "train_group",
