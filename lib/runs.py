@@ -91,8 +91,8 @@ class RunFolder:
         folder = cls(path)
         if not folder.config_path.is_file():
             raise RunError(f"run {str(run)!r}: no run folder with config.json at "
-                           f"{paths.portable(path)} (train it with notebook 04 or "
-                           "`python -m lib train`)")
+                           f"{paths.portable(path)}; results folder "
+                           f"{paths.results_origin()}; {paths.missing_run_hint(str(run))}")
         return folder
 
     def __repr__(self) -> str:
