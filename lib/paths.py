@@ -13,8 +13,9 @@ The results rule (one rule for every way a notebook or command runs):
   parameter). A relative value is taken from the repository root.
 - Unset (stepping through in ``make lab``, plain Jupyter, VS Code, a bare
   ``python -m lib train``), it is the scratch folder ``results/lab/``, so interactive work
-  never overwrites the committed results of a parameter set. To read a pipeline's runs
-  interactively, start Jupyter with ``AIA_RESULTS_DIR=results/default``.
+  never overwrites the committed results of a parameter set. To look at a pipeline's run
+  interactively, give notebooks 05/06 its folder's path as ``run_name`` (figures still go to
+  ``results/lab/``).
 - The parameter sets' folders ``results/<set>/`` lie under :func:`results_base`
   (``<root>/results``; ``AIA_RESULTS_BASE`` moves it, which is how tests isolate it).
 
@@ -85,9 +86,9 @@ def missing_run_hint(name: str) -> str:
     hint = (f"train it here with notebook 04 (run_name={name!r}) or "
             f"`python -m lib train --run-name {name}`")
     if sets:
-        folder = portable(results_base() / sets[0])
-        hint += (f"; or read the pipeline's run: start Jupyter (or the command) with "
-                 f"AIA_RESULTS_DIR={folder}")
+        folder = results_base() / sets[0] / "runs" / name
+        hint += (f"; or read the pipeline's run without writing into its folder: "
+                 f"run_name={str(folder)!r} (a run folder's path)")
     return hint
 
 

@@ -38,7 +38,7 @@ def test_missing_run_error_names_the_folder_and_the_way_out(monkeypatch, tmp_pat
     assert "\n" not in text
     assert str(tmp_path / "results" / "lab" / "runs" / "linear-asl") in text
     assert "notebook 04" in text and "python -m lib train --run-name linear-asl" in text
-    assert f"AIA_RESULTS_DIR={tmp_path / 'results' / 'default'}" in text
+    assert f"run_name='{tmp_path / 'results' / 'default' / 'runs' / 'linear-asl'}'" in text
     with pytest.raises(RunError) as err:
         RunFolder.resolve("gcn-nothing")
-    assert "AIA_RESULTS_DIR=" not in str(err.value)   # no pipeline has that run
+    assert "pipeline's run" not in str(err.value)   # no pipeline has that run
