@@ -7,8 +7,9 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 # Re-install only when the dependency list changes (idempotent second runs).
 STAMP   := $(VENV)/.installed
-# parameter set: params/$(PARAMS).yaml (default | smoke | corel5k)
+# parameter set: params/$(PARAMS).yaml (`make help` lists them)
 PARAMS  ?= default
+PARAM_SETS := $(sort $(basename $(notdir $(wildcard params/*.yaml))))
 # dataset folder; empty = the parameter set's own (data/scenes, drawn when missing)
 DATA    ?=
 # results folder; empty = results/$(PARAMS)/ (each parameter set has its own)
@@ -30,18 +31,20 @@ REPRODUCE_ARGS = --params $(PARAMS) $(if $(DATA),--data $(DATA)) $(if $(RESULTS)
 	readme-results bench corel5k clean
 
 help: ## show this help
-	@echo "usage: make <target> [PARAMS=default|smoke|corel5k] [DATA=dir] [RESULTS=dir]"
+	@echo "usage: make <target> [PARAMS=<set>] [DATA=dir] [RESULTS=dir]"
+	@echo "  <set>: one of $(PARAM_SETS) (params/<set>.yaml; now PARAMS=$(PARAMS))"
 	@echo
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | \
-		awk 'BEGIN {FS = ":.*## "}; {printf "  %-15s %s\n", $$1, $$2}'
+		awk 'BEGIN {FS = ":.*## "}; {gsub(/\$$\(PARAMS\)/, "<set>", $$2); \
+			printf "  %-15s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,lab]'
 	@touch $@
 
-install: $(STAMP) ## create .venv and install the package with pinned dependencies
+install: $(STAMP) ## create .venv and install the package, JupyterLab and the test tools (pinned)
 
 test: $(STAMP) ## run the whole test suite (offline)
 	$(PY) -m pytest -n 2 --dist loadgroup
@@ -108,10 +111,14 @@ corel5k: ## fetch Corel-5k from Kaggle into data/corel5k (needs the kaggle CLI +
 		exit 1; \
 	fi
 
-lab: $(STAMP) ## open the notebooks in JupyterLab (draws the dataset first when missing)
-	$(PY) -m pip install --quiet -e '.[dev,lab]'
-	$(PY) -m lib reproduce --params $(PARAMS) $(if $(DATA),--data $(DATA)) --prepare
-	AIA_RESULTS_DIR=$(abspath $(RESULTS_DIR)) $(VENV)/bin/jupyter lab notebooks/
+# `make lab`: notebooks write to results/lab/ (lib/paths.py), never to a parameter set's
+# folder; RESULTS=dir chooses another. The kernels talk over IPC sockets (no TCP warning);
+# the server listens on 127.0.0.1 only. LAB_ARGS passes more options (e.g. --no-browser).
+LAB_ARGS ?=
+lab: $(STAMP) ## step through the notebooks in JupyterLab (results/lab/; draws data/scenes when missing)
+	@test -f data/scenes/train.json || $(PY) -m lib synth data/scenes --seed $(SEED)
+	$(if $(RESULTS),AIA_RESULTS_DIR=$(abspath $(RESULTS))) $(VENV)/bin/jupyter lab \
+		--ServerApp.ip=127.0.0.1 --ServerKernelManager.transport=ipc $(LAB_ARGS) notebooks/
 
 clean: ## remove the generated results of results/$(PARAMS)/ (keeps data/ and .venv)
 	rm -rf $(RESULTS_DIR)/executed $(RESULTS_DIR)/reports $(RESULTS_DIR)/runs $(RESULTS_DIR)/.stamps

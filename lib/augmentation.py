@@ -50,11 +50,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from lib import paths
 from lib.config import ConfigError, add_arguments, build, given
 from lib.locking import file_lock
+from lib.logs import progress as tqdm
 from lib.utils import atomic_save, atomic_write_bytes, atomic_write_json
 from lib.wgan import (
     AUG_SUFFIXES,

@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                 "convert a TagProp / VOC / COCO release into a dataset folder"),
     "standin": ("lib.standin", "main", "draw Corel-shaped stand-in images for annotations"),
     "tables": ("lib.tables", "tables_main", "build the results tables from run folders"),
+    "render": ("lib.render", "render_main",
+               "HTML reports and index.html of a results folder"),
     "reproduce": ("lib.pipeline", "reproduce_main", "run every notebook with papermill"),
 }
 

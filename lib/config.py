@@ -117,13 +117,51 @@ def _scalar(tp: Any, value: Any, where: str) -> Any:
     return value
 
 
+OVERRIDES_FORM = ("""overrides must be a mapping of settings, e.g. """
+                  """papermill -p overrides '{"epochs": 1}' (JSON or YAML text), """
+                  """-y 'overrides: {epochs: 1}', or overrides = {"epochs": 1} in the notebook""")
+
+
+def parse_overrides(value: Any, where: str = "") -> dict[str, Any]:
+    """The ``overrides`` of a notebook or parameter set as a dict: a mapping as it is, ``None``
+    or an empty string as ``{}``, a string as JSON or YAML text of a mapping (what
+    ``papermill -p overrides '{"epochs": 1}'`` passes); anything else is a
+    :class:`ConfigError` showing the accepted forms."""
+    prefix = f"{where}: " if where else ""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        import yaml
+
+        text = value.strip()
+        if not text:
+            return {}
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError(f"{prefix}overrides {text!r} is not JSON/YAML text{at}; "
+                              f"{OVERRIDES_FORM}") from None
+        if value is None:
+            return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{prefix}overrides is a {type(value).__name__} ({value!r}); "
+                          f"{OVERRIDES_FORM}")
+    bad = [k for k in value if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(f"{prefix}overrides keys must be setting names, got {bad!r}; "
+                          f"{OVERRIDES_FORM}")
+    return dict(value)
+
+
 def build(cls: type[T], presets: Mapping[str, Mapping[str, Any]] | None = None,
           preset: str | None = None, overrides: Mapping[str, Any] | None = None,
           *, where: str = "") -> T:
     """``cls`` from its defaults, then preset ``preset`` (a partial mapping), then
     ``overrides``: the user's values always win, even when equal to a default."""
     presets = presets or {}
-    overrides = dict(overrides or {})
+    overrides = parse_overrides(overrides, where)
     prefix = f"{where}: " if where else ""
     if preset is not None and preset not in presets:
         raise ConfigError(f"{prefix}unknown preset {preset!r} (known: {sorted(presets)})")

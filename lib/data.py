@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from lib.decoding import DECODE_ERRORS, open_image, read_image  # noqa: F401 - re-exported
 from lib.errors import DatasetError  # noqa: F401 - re-exported: lib.data.DatasetError
+from lib.logs import progress as tqdm
 from lib.utils import read_json, read_text
 
 #: split files in the order they are read; ``val`` and ``train_aug`` are optional

@@ -170,7 +170,10 @@ def analyse(runs_dir: str | os.PathLike | None = None, setting: str = "mcc",
              if loss is None or p.run.loss == loss]
     if not pairs:
         raise GraphGainError(f"{paths.portable(runs_dir)}: no {head} configuration with a "
-                             f"matching {baseline} one" + (f" (loss {loss})" if loss else ""))
+                             f"matching {baseline} one" + (f" (loss {loss})" if loss else "")
+                             + f"; train both with notebook 04 (e.g. run_name='gcn-asl', and "
+                             f"run_name='{baseline}-asl' with overrides={{'head': "
+                             f"'{baseline}'}}) into this folder")
     out = []
     for pair in pairs:
         if not pair.paired_seeds:

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
 from lib import paths
 from lib.locking import file_lock
+from lib.logs import progress as tqdm
 from lib.utils import atomic_save, clean_stale_temps
 
 log = logging.getLogger(__name__)

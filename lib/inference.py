@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from lib import paths
 from lib.device import autocast, resolve_device
 from lib.images import decode_images, image_cache, random_flips
+from lib.logs import progress as tqdm
 from lib.runs import RunError, RunFolder
 
 

@@ -73,8 +73,9 @@ class ParamSet:
 
 
 def results_dir(name_or_path: str | os.PathLike) -> Path:
-    """The results folder of a parameter set: ``<results root>/<set name>``."""
-    return paths.results_root() / Path(str(name_or_path)).stem
+    """The results folder of a parameter set: ``results/<set name>/``
+    (:func:`lib.paths.set_results_dir`)."""
+    return paths.set_results_dir(Path(str(name_or_path)).stem)
 
 
 def _seeds(value: Any, where: str) -> list[int]:

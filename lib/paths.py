@@ -1,13 +1,25 @@
 """The one place paths come from.
 
 Everything is relative to the repository root (found from this file, not from the
-working directory, so notebooks run by papermill from ``notebooks/`` see the same
-paths as the CLI). Two environment variables move the writable trees, which is how
-tests and ``make reproduce DATA=... RESULTS=...`` redirect them:
+working directory, so notebooks run by papermill from ``notebooks/``, by JupyterLab, plain
+Jupyter or VS Code see the same paths as the CLI).
 
-- ``AIA_DATA_DIR``: datasets and derived data (default ``<root>/data``);
-- ``AIA_RESULTS_DIR``: tables, figures, runs, executed notebooks, reports
-  (default ``<root>/results``).
+The results rule (one rule for every way a notebook or command runs):
+
+- ``AIA_RESULTS_DIR`` names the results folder a notebook or command reads and writes
+  (``runs/``, ``tables/``, ``figures/``, ``executed/``, ``reports/`` under it). The pipeline
+  (``make reproduce``) sets it explicitly for every notebook it runs, to the parameter set's
+  folder ``results/<set>/``; that is the only way a notebook learns it (no notebook
+  parameter). A relative value is taken from the repository root.
+- Unset (stepping through in ``make lab``, plain Jupyter, VS Code, a bare
+  ``python -m lib train``), it is the scratch folder ``results/lab/``, so interactive work
+  never overwrites the committed results of a parameter set. To look at a pipeline's run
+  interactively, give notebooks 05/06 its folder's path as ``run_name`` (figures still go to
+  ``results/lab/``).
+- The parameter sets' folders ``results/<set>/`` lie under :func:`results_base`
+  (``<root>/results``; ``AIA_RESULTS_BASE`` moves it, which is how tests isolate it).
+
+``AIA_DATA_DIR`` moves the datasets and derived data (default ``<root>/data``).
 """
 
 from __future__ import annotations
@@ -30,8 +42,54 @@ def data_root() -> Path:
     return Path(os.environ.get("AIA_DATA_DIR", ROOT / "data")).resolve()
 
 
+#: the scratch results folder of interactive work, under :func:`results_base`
+LAB_RESULTS = "lab"
+
+
+def _from_root(text: str) -> Path:
+    p = Path(text).expanduser()
+    return (p if p.is_absolute() else ROOT / p).resolve()
+
+
+def results_base() -> Path:
+    """The folder holding the parameter sets' results folders (``results/<set>/``) and the
+    scratch folder ``results/lab/``: ``AIA_RESULTS_BASE``, default ``<root>/results``."""
+    return _from_root(os.environ.get("AIA_RESULTS_BASE") or str(ROOT / "results"))
+
+
+def set_results_dir(name: str) -> Path:
+    """The results folder of parameter set ``name``: ``results/<name>/``."""
+    return results_base() / name
+
+
 def results_root() -> Path:
-    return Path(os.environ.get("AIA_RESULTS_DIR", ROOT / "results")).resolve()
+    """The results folder of this process: ``AIA_RESULTS_DIR`` when set (the pipeline sets
+    it to ``results/<set>/``), else the scratch folder ``results/lab/``."""
+    given = os.environ.get("AIA_RESULTS_DIR")
+    return _from_root(given) if given else results_base() / LAB_RESULTS
+
+
+def results_origin() -> str:
+    """One phrase saying which results folder is in use and why, for messages:
+    ``results/lab (AIA_RESULTS_DIR unset: the scratch folder of interactive work)``."""
+    where = portable(results_root())
+    if os.environ.get("AIA_RESULTS_DIR"):
+        return f"{where} (from AIA_RESULTS_DIR)"
+    return f"{where} (AIA_RESULTS_DIR unset: the scratch folder of interactive work)"
+
+
+def missing_run_hint(name: str) -> str:
+    """What to do when run ``name`` has no folder: train it here, or point at the folder of
+    a pipeline run that has it."""
+    sets = sorted(p.parent.parent.name for p in results_base().glob(f"*/runs/{name}")
+                  if p.parent.parent != results_root())
+    hint = (f"train it here with notebook 04 (run_name={name!r}) or "
+            f"`python -m lib train --run-name {name}`")
+    if sets:
+        folder = results_base() / sets[0] / "runs" / name
+        hint += (f"; or read the pipeline's run without writing into its folder: "
+                 f"run_name={str(folder)!r} (a run folder's path)")
+    return hint
 
 
 def dataset_dir(name_or_path: str | os.PathLike = DEFAULT_DATASET) -> Path:

@@ -123,8 +123,14 @@ RECORD_CHECKS: dict[str, Callable[[Any], str | None]] = {
     "n_train": _int_at_least(1),
     "val_carved": _BOOL,
     "augmentation": _kind(lambda v: v is None or isinstance(v, dict), "null or an object"),
+    "normalization_source": _STR,
     "normalization_mean": _triple(False),
     "normalization_std": _triple(True),
+    "precision": _kind(lambda v: v in ("fp32", "fp32+tf32", "bf16-autocast"),
+                       "'fp32', 'fp32+tf32' or 'bf16-autocast'"),
+    "tf32": _kind(lambda v: isinstance(v, dict)
+                  and all(isinstance(x, bool) for x in v.values()),
+                  "an object of booleans"),
     "world_size": _int_at_least(1),
     "batch_size_per_process": _int_at_least(1),
     "cpu_threads": _int_at_least(1),
@@ -353,8 +359,8 @@ class RunFolder:
         folder = cls(path)
         if not folder.config_path.is_file():
             raise RunError(f"run {str(run)!r}: no run folder with config.json at "
-                           f"{paths.portable(path)} (train it with notebook 04 or "
-                           "`python -m lib train`)")
+                           f"{paths.portable(path)}; results folder "
+                           f"{paths.results_origin()}; {paths.missing_run_hint(str(run))}")
         return folder
 
     def __repr__(self) -> str:

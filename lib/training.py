@@ -55,7 +55,9 @@ class TrainConfig:
     ``corel5k`` in :data:`PRESETS` is the Corel-5k reference recipe."""
 
     data: str = setting(paths.DEFAULT_DATASET, help="dataset folder, or name under data/")
-    out: str | None = setting(None, help="run folder (default results/runs/<run-name>)")
+    out: str | None = setting(None, help=f"run folder (default "
+                                          f"{paths.portable(paths.runs_dir())}/<run-name>; "
+                                          "AIA_RESULTS_DIR moves it)")
     run_name: str | None = setting(None, help="name of the configuration (default: out's name)")
     protocol: str = setting("holdout", choices=PROTOCOLS,
                             help="holdout: select and tune on validation; reference: the "
@@ -211,7 +213,7 @@ def train_seeds(run_name: str, dataset: str, seeds: Sequence[int], preset: str =
     04); every seed's configuration is built and checked before the first trains."""
     if not seeds:
         raise ConfigError("seeds: give at least one seed")
-    overrides = dict(overrides or {})
+    overrides = settings.parse_overrides(overrides, f"run {run_name!r}")
     configs = [build_config(preset, {**overrides, "data": str(dataset), "seed": int(seed),
                                      "run_name": Path(run_name).name,
                                      "out": str(seed_dir(paths.runs_dir(), run_name, seed))},
@@ -250,16 +252,42 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=tuple(PRESETS), default="default",
                    help="starting configuration; options given here override it")
     settings.add_arguments(p, TrainConfig)
+    p.add_argument("--json", action="store_true",
+                   help="print the run's metrics.json on stdout instead of the summary")
     p.add_argument("--max-epochs-this-call", type=int, default=None, help=argparse.SUPPRESS)
     return p
 
 
+def run_summary(folder: RunFolder) -> list[str]:
+    """The human summary of a finished run: where it is, how it trained, the headline test
+    numbers (rounded)."""
+    from lib.logs import metrics_summary
+
+    key = folder.key_metrics()
+    lines = [f"run folder: {paths.portable(folder.path)}",
+             f"  {key['epochs_trained']} epochs in {key['train_seconds']:.1f} s, best epoch "
+             f"{key['best_epoch']} (selected on {folder.config.get('selection_split', 'val')}"
+             + (", leaky)" if key["leaky"] else ")"),
+             "test metrics:", *metrics_summary(folder.metrics()),
+             f"(full metrics: {paths.portable(folder.metrics_path())}, or --json)"]
+    return lines
+
+
 def train_main(argv: list[str]) -> int:
+    from lib.logs import cli_logging
+
     args = train_parser().parse_args(argv)
-    config = build_config(args.preset, settings.given(args, TrainConfig))
-    out = train(config, max_epochs_this_call=args.max_epochs_this_call)
+    given = settings.given(args, TrainConfig)
+    config = build_config(args.preset, given)
+    with cli_logging():
+        out = train(config, max_epochs_this_call=args.max_epochs_this_call)
     folder = RunFolder(out)
-    if int(os.environ.get("RANK", "0")) == 0 and folder.finished:
-        print(f"run folder: {paths.portable(out)}")
-        print(json.dumps(folder.metrics(), indent=2))
+    if int(os.environ.get("RANK", "0")) == 0:
+        if args.json and folder.finished:
+            print(json.dumps(folder.metrics(), indent=2))
+        elif folder.finished:
+            print("\n".join(run_summary(folder)))
+        else:
+            print(f"run folder: {paths.portable(out)} (stopped after "
+                  f"{len(folder.history())} epochs; run again to continue)")
     return 0

@@ -18,6 +18,7 @@ def _isolated_outputs(tmp_path_factory, monkeypatch):
     """Every test writes data and results under a temporary folder, never the repo's."""
     base = tmp_path_factory.mktemp("aia")
     monkeypatch.setenv("AIA_DATA_DIR", str(base / "data"))
+    monkeypatch.setenv("AIA_RESULTS_BASE", str(base / "results"))
     monkeypatch.setenv("AIA_RESULTS_DIR", str(base / "results"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     yield

@@ -196,7 +196,7 @@ def test_section_without_notebook_is_a_warning(repo):
 
 
 def test_each_parameter_set_has_its_own_results_folder(monkeypatch, tmp_path):
-    monkeypatch.setenv("AIA_RESULTS_DIR", str(tmp_path / "res"))
+    monkeypatch.setenv("AIA_RESULTS_BASE", str(tmp_path / "res"))
     assert params.results_dir("smoke") == tmp_path / "res" / "smoke"
     assert params.results_dir(paths.PARAMS_DIR / "default.yaml") == tmp_path / "res" / "default"
 

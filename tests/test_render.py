@@ -41,7 +41,7 @@ def test_reports_hold_no_absolute_path_of_the_checkout(tmp_path):
             assert root not in path.read_text(encoding="utf-8"), path
     assert "lib/training.py:12: UserWarning" in page.read_text()
     text = index.read_text()
-    assert "dataset: data/scenes" in text
+    assert "<th>dataset</th><td>data/scenes</td>" in text
     assert "href='table_main.html'" in text and "href='05_evaluation.html'" in text
     assert "href='../tables/main.csv'" in text
     main = pages[0].read_text()
@@ -72,3 +72,99 @@ def test_notebook_pages_share_one_stylesheet(tmp_path):
         assert "<style" not in head and f'href="{render.NOTEBOOK_CSS}"' in head
         assert f"hello {name}" in page
     assert len(pages[0]) < len(css)
+
+
+def _png(color: str) -> bytes:
+    """A real matplotlib PNG (one coloured square)."""
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1, 1))
+    ax.add_patch(plt.Rectangle((0, 0), 1, 1, color=color))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def test_notebook_reports_hold_their_figures_inline(tmp_path):
+    """Every image output of an executed notebook is in its page as an inline data URI
+    (byte for byte), so a report shows the figures its notebook drew."""
+    import base64
+    import re
+
+    figures = [_png(c) for c in ("red", "blue", "green")]
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# 09 · Figures\n\nThree plots. More text.")]
+    for i, png in enumerate(figures):
+        cell = nbformat.v4.new_code_cell(f"plt.plot({i})")
+        cell.outputs = [nbformat.v4.new_output(
+            "display_data", data={"image/png": base64.b64encode(png).decode(),
+                                  "text/plain": "<Figure size 100x100 with 1 Axes>"})]
+        nb.cells.append(cell)
+    nb.cells.append(nbformat.v4.new_code_cell("print(1)", outputs=[
+        nbformat.v4.new_output("stream", name="stdout", text="1\n")]))
+    executed = tmp_path / "09_figures.ipynb"
+    nbformat.write(nb, executed)
+    assert render.count_image_outputs(executed) == 3
+    page = render.render_notebook_html(executed, tmp_path / "reports" / "09_figures.html")
+    assert render.count_inline_images(page) == 3
+    embedded = re.findall(r"src=\"data:image/png;base64,([^\"]+)\"", page.read_text())
+    assert [base64.b64decode(e) for e in embedded] == figures
+
+
+def test_count_inline_images_ignores_linked_images(tmp_path):
+    page = tmp_path / "p.html"
+    page.write_text("<img src='fig.png'><img alt=x src=\"data:image/png;base64,AA\">"
+                    "<IMG SRC='data:image/jpeg;base64,BB'>", encoding="utf-8")
+    assert render.count_inline_images(page) == 2
+
+
+def _executed(path, title, sentence, start, end):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {title}\n\n{sentence} Second sentence.")]
+    nb.metadata["papermill"] = {"start_time": start, "end_time": end, "duration": 60.0}
+    nbformat.write(nb, path)
+
+
+def test_index_is_the_front_door(tmp_path):
+    """index.html says what was run (set, dataset, seeds, commit from the table stamp,
+    notebook times from papermill's metadata), shows the headline table, one line per
+    report, the per-job benchmark figures and the provenance link."""
+    results = tmp_path / "res"
+    for seed in range(2):
+        make_run(results / "runs", "gcn-asl", seed, GCN[seed])
+        make_run(results / "runs", "linear-asl", seed, LINEAR[seed], head="linear")
+    tables.build_tables(results / "runs", results / "tables", "default")
+    executed = paths.ensure(results / "executed")
+    _executed(executed / "01_a.ipynb", "01 · Dataset statistics", "Label statistics.",
+              "2026-01-01T10:00:00", "2026-01-01T10:01:00")
+    _executed(executed / "02_b.ipynb", "02 · Embeddings", "Label vectors: what they bring.",
+              "2026-01-01T10:00:30", "2026-01-01T10:03:30")
+    bench = paths.ensure(results / "benchmarks" / "train")
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time"
+    (bench / "gcn-asl_seed-0.tsv").write_text(
+        f"{header}\n12.5000\t0:00:12\t812.3\t900\t800\t805\t1\t2\t95.1\t11.9\n")
+    (bench / "broken.tsv").write_text("nothing here\n")
+    paths.ensure(results / "reports")
+    (results / "reports" / "provenance.html").write_text("<html></html>")
+    index = render.render_reports(results, None, "default")
+    text = index.read_text()
+    _, stamp = tables.read_table(results / "tables", "main")
+    assert f"<th>commit</th><td>{stamp.commit}</td>" in text
+    assert "<th>seeds</th><td>0, 1</td>" in text
+    assert "<th>parameter set</th><td>default (params/default.yaml)</td>" in text
+    # notebook time 60 + 60 s; wall 10:00:00 -> 10:03:30
+    assert "2 executed, 2 min 00 s of notebook time, 3 min 30 s from first start" in text
+    assert "href='01_a.html'>01_a</a>: 01 · Dataset statistics. Label statistics.</li>" in text
+    assert "02 · Embeddings. Label vectors</li>" in text
+    assert "<h2>Headline</h2>" in text and "gcn-asl" in text.split("<h2>Headline</h2>")[1]
+    assert "<td>train</td><td>gcn-asl_seed-0</td><td>12.5</td><td>812.3</td><td>11.9</td>" \
+        in text
+    assert "1 jobs, 12.5 s of job time" in text and "broken" not in text
+    assert "href='provenance.html'" in text
+    for name in ("01_a", "02_b"):
+        assert (results / "reports" / f"{name}.html").is_file()

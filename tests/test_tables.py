@@ -311,7 +311,7 @@ def test_tables_cli_reads_the_sets_results_folder(runs_dir, tmp_path, monkeypatc
 
     import yaml
 
-    monkeypatch.setenv("AIA_RESULTS_DIR", str(tmp_path / "res"))
+    monkeypatch.setenv("AIA_RESULTS_BASE", str(tmp_path / "res"))
     params = tmp_path / "mine.yaml"
     params.write_text(yaml.safe_dump({"runs": {"gcn-asl": {}, "linear-asl": {}}}))
     assert tables.tables_main(["--params", str(params)]) == 1

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from lib.plots import legend_outside, place_labels
+
 
 def metric_bars(table: pd.DataFrame, title: str = "test metrics"):
     """Grouped bars of the P/R/F1 rows of :func:`lib.evaluation.metrics_table` (N+ left out),
@@ -24,6 +26,12 @@ def metric_bars(table: pd.DataFrame, title: str = "test metrics"):
     ax.legend(fontsize=8, ncol=4, loc="upper left")
     fig.tight_layout()
     return fig
+
+
+def _alternate(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
+    rows = [frame.iloc[[i]] for i in range(max(len(first), len(second)))
+            for frame in (first, second) if i < len(frame)]
+    return pd.concat(rows) if rows else first
 
 
 def f1_vs_frequency(table: pd.DataFrame, n_named: int = 6,
@@ -45,13 +53,14 @@ def f1_vs_frequency(table: pd.DataFrame, n_named: int = 6,
     best = present.sort_values(["f1_mcc", "train_images"], ascending=False, kind="stable")
     worst = present.sort_values(["f1_mcc", "train_images"], ascending=[True, False],
                                 kind="stable")      # frequent failures are the telling ones
-    for _, row in pd.concat([best.head(n_named - n_named // 2), worst.head(n_named // 2)]
-                            ).iterrows():
-        ax.annotate(row["label"], (row["train_images"], row["f1_mcc"]), fontsize=7,
-                    xytext=(3, 3), textcoords="offset points")
     ax.set(xlabel="training images with the label (log)", ylabel="F1 of the label",
            ylim=(-0.03, 1.03), title=title)
+    legend_outside(ax, title="threshold")
     fig.tight_layout()
+    # best and worst alternately, so both ends keep names when places run out
+    named = _alternate(best.head(n_named - n_named // 2), worst.head(n_named // 2))
+    named = named.drop_duplicates("label")
+    place_labels(ax, named["train_images"], named["f1_mcc"], named["label"])
     return fig
 
 

@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from lib.plots import integer_epochs, legend_outside
 from lib.runs import METRIC_BLOCKS, RunFolder
 
 #: validation metrics drawn per epoch (history.csv columns without the split prefix)
@@ -32,6 +33,8 @@ def loss_curves(history: pd.DataFrame, title: str = ""):
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     sns.lineplot(data=long, x="epoch", y="loss", hue="curve", marker="o", ax=ax)
     ax.set_title(title or "loss per epoch")
+    integer_epochs(ax)
+    legend_outside(ax)
     fig.tight_layout()
     return fig
 
@@ -55,6 +58,8 @@ def metric_curves(history: pd.DataFrame, title: str = ""):
         ax.legend(fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_title(title or "validation metrics per epoch")
+    integer_epochs(ax)
+    legend_outside(ax, fontsize=8)
     fig.tight_layout()
     return fig
 
