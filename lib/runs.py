@@ -233,9 +233,11 @@ def make_config(labels: Sequence[str], dataset: str | os.PathLike, **values: Any
         "selection_split": "test" if protocol == "reference" else "val",
         "tuning_split": "train" if protocol == "reference" else "val",
         "labels": labels, "num_labels": len(labels), "n_train": 1, "val_carved": True,
-        "augmentation": None, "normalization_mean": [0.5, 0.5, 0.5],
+        "augmentation": None, "normalization_source": "computed",
+        "normalization_mean": [0.5, 0.5, 0.5],
         "normalization_std": [0.25, 0.25, 0.25], "world_size": 1,
         "batch_size_per_process": values.get("batch_size", settings["batch_size"]),
+        "precision": "fp32", "tf32": {"matmul_allow_tf32": False, "cudnn_allow_tf32": False},
         "cpu_threads": 1, "git_commit": "unknown", "versions": {},
     })
     record.update(values)

@@ -17,7 +17,7 @@ import torch
 from sklearn.metrics import matthews_corrcoef
 from torch import nn
 
-from lib import evaluation, metrics, paths, thresholds, wgan
+from lib import evaluation, metrics, paths, runs, thresholds, wgan
 from lib.runs import RunError
 
 # --------------------------------------------------------------------------- ML-WGAN
@@ -77,11 +77,11 @@ def _adam_first_step(before, grad, lr):
 def toy_wgan(monkeypatch):
     built = {}
 
-    def generator(image_size, width, groups=1, noise_dim=wgan.NOISE_DIM):
+    def generator(image_size, width, groups=1, noise_dim=wgan.NOISE_DIM, **_):
         built["gen"] = ToyGenerator(groups, noise_dim)
         return built["gen"]
 
-    def critic(image_size, width, groups=1):
+    def critic(image_size, width, groups=1, **_):
         built["crit"] = ToyCritic(groups)
         return built["crit"]
 
@@ -293,10 +293,9 @@ def _run_folder(tmp_path, labels_in_config, prediction_order):
     s = np.clip(y * 0.4 + rng.uniform(size=y.shape) * 0.6, 0, 1)
     out = paths.run_dir("hand")
     out.mkdir(parents=True)
-    (out / "config.json").write_text(json.dumps({
-        "run_name": "hand", "dataset": str(tmp_path / "ds"), "dataset_name": "ds",
-        "labels": labels_in_config, "seed": 0, "head": "linear", "embeddings": "onehot",
-        "leaky": False}))
+    (out / "config.json").write_text(json.dumps(runs.make_config(
+        labels_in_config, tmp_path / "ds", run_name="hand", seed=0, head="linear",
+        embeddings="onehot")))
     _write_predictions(out / "predictions.csv", names, s, prediction_order)
     cut = [0.3, 0.4, 0.5, 0.6]
     (out / "thresholds.json").write_text(json.dumps(
@@ -321,7 +320,7 @@ def test_load_results_aligns_columns_and_thresholds_by_label(tmp_path):
 
 def test_load_results_refuses_a_run_whose_label_order_differs(tmp_path):
     _run_folder(tmp_path, [LABELS[i] for i in (1, 0, 2, 3)], [0, 1, 2, 3])
-    with pytest.raises(RunError, match="labels differ from the dataset's vocabulary"):
+    with pytest.raises(RunError, match="labels disagree with .*same labels in another order"):
         evaluation.load_results("hand")
 
 

@@ -267,7 +267,7 @@ def test_reproduce_runs_skips_and_reruns(repo, capfd, monkeypatch):
     main = (results / "tables" / "main.md").read_text()
     assert "| plain | bce | CNN only (linear) | 0.5 | 2 | 0.505 ± 0.007 |" in main
     index = (results / "reports" / "index.html").read_text()
-    assert "href='table_main.html'" in index and "dataset: data" in index
+    assert "href='table_main.html'" in index and "<th>dataset</th><td>data</td>" in index
     # nothing written for people holds the checkout's absolute path
     for f in results.rglob("*"):
         if f.is_file() and f.suffix in (".json", ".html", ".md", ".csv", ".ipynb", ".txt"):
@@ -388,7 +388,8 @@ def test_environment_yml_has_the_pyproject_pins():
     import tomllib
 
     project = tomllib.loads((paths.ROOT / "pyproject.toml").read_text())["project"]
-    pins = set(project["dependencies"]) | set(project["optional-dependencies"]["dev"])
+    pins = set(project["dependencies"]) | set(project["optional-dependencies"]["dev"]) \
+        | set(project["optional-dependencies"]["lab"])
     env = yaml.safe_load((paths.ROOT / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert "python=3.11" in env["dependencies"]

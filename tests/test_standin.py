@@ -408,6 +408,7 @@ def test_corel_memory_benchmark_harness(corel_annotations, tmp_path, monkeypatch
     labels of the real Corel train_aug.json, and the cache has the expected size."""
     import importlib.util
 
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))   # its helpers beside it
     spec = importlib.util.spec_from_file_location(
         "corel_memory", ROOT / "benchmarks" / "corel_memory.py")
     bench = importlib.util.module_from_spec(spec)
