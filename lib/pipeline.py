@@ -33,16 +33,18 @@ log = logging.getLogger(__name__)
 @contextmanager
 def pipeline_env(results: Path, threads: int | None = None) -> Iterator[None]:
     """Environment of the notebook kernels while the pipeline runs, restored afterwards:
-    ``AIA_RESULTS_DIR`` (the set's results folder), a headless matplotlib backend,
-    progress bars that refresh every few seconds rather than ten times a second, and
-    ``threads`` CPU threads per kernel when several run at once (a value the user set in
+    ``AIA_RESULTS_DIR`` (the set's results folder), no ``MPLBACKEND`` (the kernel's inline
+    backend is headless and keeps every figure in the executed copy and its report; ``Agg``
+    would drop them), progress bars that refresh every few seconds rather than ten times a
+    second, and ``threads`` CPU threads per kernel when several run at once (a value the user set in
     ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` wins)."""
     wanted = {"AIA_RESULTS_DIR": str(results)}
-    defaults = {"MPLBACKEND": "Agg", "TQDM_MININTERVAL": "5"}
+    defaults = {"TQDM_MININTERVAL": "5"}
     if threads is not None:
         defaults.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    saved = {k: os.environ.get(k) for k in (*wanted, *defaults)}
+    saved = {k: os.environ.get(k) for k in (*wanted, *defaults, "MPLBACKEND")}
     os.environ.update(wanted)
+    os.environ.pop("MPLBACKEND", None)
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
     try:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib import params, paths, stages
+from lib import params, paths, render, stages
 
 pytestmark = pytest.mark.slow
 
@@ -86,6 +86,14 @@ def test_reproduce_smoke(tmp_path):
         assert f"href='{name}.html'" in index
         assert (results / "reports" / f"{name}.html").stat().st_size > 10_000
     assert "href='table_main.html'" in index and "href='table_ablations.html'" in index
+    # every figure a notebook drew is in its executed copy and inline in its report
+    figures = {name: render.count_image_outputs(results / "executed" / f"{name}.ipynb")
+               for name in expected}
+    for name in expected:
+        if name.startswith(("01_", "04_")):      # these always draw figures
+            assert figures[name] >= 1, name
+        assert render.count_inline_images(results / "reports" / f"{name}.html") \
+            >= figures[name], name
     # nothing written for people holds the checkout's absolute path
     for folder in ("reports", "tables", ".stamps"):
         for f in (results / folder).rglob("*"):
