@@ -176,16 +176,22 @@ def random_flips(images: torch.Tensor, generator: torch.Generator) -> torch.Tens
     return out
 
 
-def expand_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
-    """Image files given directly or found (sorted, non-recursive) in given folders."""
+def find_images(inputs: Sequence[str | os.PathLike], *, recursive: bool = True) -> list[Path]:
+    """Image files given directly, or found in given folders (sorted; with ``recursive``,
+    the default, in their subfolders too; hidden files and folders skipped). A given path
+    that does not exist, or a folder without images, is an error naming it."""
     files: list[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(
+                f for f in (p.rglob("*") if recursive else p.iterdir())
+                if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()
+                and not any(part.startswith(".") for part in f.relative_to(p).parts))
             if not found:
                 raise FileNotFoundError(
-                    f"{p}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+                    f"{p}: folder holds no images{' (subfolders included)' if recursive else ''}"
+                    f" ({', '.join(IMAGE_SUFFIXES)})")
             files += found
         elif p.is_file():
             files.append(p)

@@ -23,7 +23,7 @@ from torch import nn
 
 from lib import paths
 from lib.device import autocast, resolve_device
-from lib.images import decode_images, image_cache, random_flips
+from lib.images import decode_images, find_images, image_cache, random_flips
 from lib.logs import progress as tqdm
 from lib.runs import RunError, RunFolder
 
@@ -245,32 +245,6 @@ def evaluate_run(run: str | os.PathLike | RunFolder, split: str = "test",
               **metrics.evaluate_scores(targets, scores, thresholds=folder.thresholds())}
     folder.write_metrics(result, split)
     return result
-
-
-def find_images(inputs: Sequence[str | os.PathLike], *, recursive: bool = True) -> list[Path]:
-    """Image files given directly, or found in given folders (sorted; with ``recursive``,
-    the default, in their subfolders too; hidden files and folders skipped). A given path
-    that does not exist, or a folder without images, is an error naming it."""
-    from lib.images import IMAGE_SUFFIXES
-
-    files: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            found = sorted(
-                f for f in (p.rglob("*") if recursive else p.iterdir())
-                if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()
-                and not any(part.startswith(".") for part in f.relative_to(p).parts))
-            if not found:
-                raise FileNotFoundError(
-                    f"{p}: folder holds no images{' (subfolders included)' if recursive else ''}"
-                    f" ({', '.join(IMAGE_SUFFIXES)})")
-            files += found
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise FileNotFoundError(f"{p}: no such image file or folder")
-    return files
 
 
 def decode_each(files: Sequence[Path], size: int,
