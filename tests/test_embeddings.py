@@ -15,6 +15,7 @@ from gensim.models import KeyedVectors
 from scipy.stats import spearmanr
 
 from lib import embeddings as E
+from lib import label_space as LS
 from lib import paths
 from lib.data import load_dataset
 
@@ -219,7 +220,7 @@ def test_random_is_seeded_unit_norm_and_per_label():
     np.testing.assert_array_equal(E.label_vectors(labels[::-1], "random", seed=3), a[::-1])
     assert E.label_vectors(labels, "random-16").shape == (4, 16)
     # 300-d Gaussian directions are nearly orthogonal
-    sim = E.cosine_similarity(a)
+    sim = LS.cosine_similarity(a)
     assert np.abs(sim[~np.eye(4, dtype=bool)]).max() < 0.3
 
 
@@ -313,45 +314,45 @@ def test_relative_file_source_is_found_from_the_repository_root(corel_dir, monke
 
 def test_frequent_labels_from_uint8_targets():
     targets = np.array([[0, 1, 1, 0], [0, 1, 0, 0], [0, 1, 1, 1]], dtype=np.uint8)
-    assert E.frequent_labels(["a", "b", "c", "d"], targets, 3) == ["b", "c", "d"]
+    assert LS.frequent_labels(["a", "b", "c", "d"], targets, 3) == ["b", "c", "d"]
 
 
 def test_nearest_neighbours_by_cosine():
     vectors = np.array([[1, 0], [0.9, 0.1], [0, 1], [-1, 0]], dtype=np.float32)
     labels = ["a", "b", "c", "d"]
     conditional = np.arange(16, dtype=float).reshape(4, 4) / 100
-    table = E.nearest_neighbours(vectors, labels, ["a", "c"], k=2, conditional=conditional)
+    table = LS.nearest_neighbours(vectors, labels, ["a", "c"], k=2, conditional=conditional)
     assert table[table["query"] == "a"]["neighbour"].tolist() == ["b", "c"]
     assert table[table["query"] == "c"]["neighbour"].tolist() == ["b", "a"]
     first = table.iloc[0]
     assert first["cosine"] == pytest.approx(0.9 / np.hypot(0.9, 0.1))
     assert first["P(neighbour|query)"] == pytest.approx(0.01)  # P[a, b]
     with pytest.raises(KeyError, match="zz"):
-        E.nearest_neighbours(vectors, labels, ["zz"])
-    assert E.nearest_neighbours(vectors, labels, "d", k=1)["neighbour"].tolist() == ["c"]
+        LS.nearest_neighbours(vectors, labels, ["zz"])
+    assert LS.nearest_neighbours(vectors, labels, "d", k=1)["neighbour"].tolist() == ["c"]
 
 
 def test_similarity_vs_cooccurrence_hand_computed():
     # 5 images, 3 labels: N = (3, 4, 1); M_ab = 2, M_ac = 0, M_bc = 1
     targets = np.array([[1, 1, 0], [1, 1, 0], [0, 1, 1], [1, 0, 0], [0, 1, 0]], dtype=np.uint8)
     vectors = np.array([[1, 0], [1, 1], [0, 1]], dtype=np.float32)
-    pairs, rho = E.similarity_vs_cooccurrence(vectors, ["a", "b", "c"], targets)
+    pairs, rho = LS.similarity_vs_cooccurrence(vectors, ["a", "b", "c"], targets)
     # (P(b|a) + P(a|b)) / 2 = (2/3 + 2/4) / 2; a-c: 0; (P(c|b) + P(b|c)) / 2 = (1/4 + 1) / 2
     np.testing.assert_allclose(pairs["cooccurrence"], [7 / 12, 0.0, 5 / 8])
     np.testing.assert_allclose(pairs["cosine"], [np.sqrt(0.5), 0.0, np.sqrt(0.5)], atol=1e-7)
     assert pairs[["label_i", "label_j"]].values.tolist() == [["a", "b"], ["a", "c"], ["b", "c"]]
     assert rho == pytest.approx(spearmanr([0.5, 0, 0.5], [7 / 12, 0, 5 / 8]).statistic)
-    jaccard = E.symmetric_cooccurrence(targets, "jaccard")
+    jaccard = LS.symmetric_cooccurrence(targets, "jaccard")
     assert jaccard[0, 1] == pytest.approx(2 / 5) and jaccard[1, 2] == pytest.approx(1 / 4)
     assert jaccard[0, 2] == 0
 
 
 def test_tsne_map_is_seeded_and_perplexity_adapts():
     vectors = np.random.default_rng(0).standard_normal((12, 8))
-    assert E.default_perplexity(12) == pytest.approx(11 / 3)
-    assert E.default_perplexity(260) == 30.0
-    a = E.tsne_map(vectors, seed=0)
+    assert LS.default_perplexity(12) == pytest.approx(11 / 3)
+    assert LS.default_perplexity(260) == 30.0
+    a = LS.tsne_map(vectors, seed=0)
     assert a.shape == (12, 2)
-    np.testing.assert_allclose(a, E.tsne_map(vectors, seed=0))
+    np.testing.assert_allclose(a, LS.tsne_map(vectors, seed=0))
     with pytest.raises(ValueError, match="perplexity"):
-        E.tsne_map(vectors, perplexity=12)
+        LS.tsne_map(vectors, perplexity=12)

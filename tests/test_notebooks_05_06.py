@@ -12,7 +12,7 @@ from conftest import run_notebook
 from scipy.stats import spearmanr
 
 from lib import data, paths
-from lib.embeddings import default_perplexity
+from lib.label_space import default_perplexity
 from lib.metrics import METRIC_KEYS, evaluate_scores
 from lib.utils import notebook_records
 
