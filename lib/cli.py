@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                 "convert a TagProp / VOC / COCO release into a dataset folder"),
     "standin": ("lib.standin", "main", "draw Corel-shaped stand-in images for annotations"),
     "tables": ("lib.tables", "tables_main", "build the results tables from run folders"),
-    "reproduce": ("lib.pipeline", "reproduce_main", "run every notebook with papermill"),
+    "reproduce": ("lib.jobs", "reproduce_main", "run the Snakemake workflow (make reproduce)"),
 }
 
 

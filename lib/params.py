@@ -20,7 +20,7 @@ parameter sets"):
 
 A value whose name is a parameter of its notebook goes to that parameter; any other name
 goes into the notebook's ``overrides`` mapping, when it has one, and must then be a field of
-the notebook's settings class (:attr:`lib.stages.Stage.settings`): anything else is an error
+the notebook's settings class (workflow/Snakefile SETTINGS): anything else is an error
 naming the yaml file and the key, raised before anything runs (:func:`split_values`).
 Each set writes to its own results folder, :func:`results_dir` (``results/<set>/``).
 """
