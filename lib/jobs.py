@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import contextlib
 import fcntl
 import json
 import os
