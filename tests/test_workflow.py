@@ -62,7 +62,8 @@ def snake(repo, body, *extra):
     targets = [str(repo["results"] / "executed" / f"{s}.ipynb")
                for s in ("01_dataset_statistics", "05_evaluation", "07_graph_gain")]
     cmd = [sys.executable, "-m", "snakemake", "-s", str(paths.ROOT / "workflow" / "Snakefile"),
-           "-d", str(repo["results"]), "--cores", "2", *extra, *targets, "--config", f"params={repo['yaml']}",
+           "-d", str(repo["results"]), "--cores", "2", *extra, *targets,
+           "--config", f"params={repo['yaml']}",
            f"results={repo['results']}", f"data={repo['data']}", f"notebooks={repo['nbs']}"]
     env = {**os.environ, "PYTHONPATH": str(paths.ROOT)}
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)

@@ -98,7 +98,10 @@ for stem in FOUND:
 
 RUN_FILES = ("config.json", "metrics.json", "thresholds.json", "predictions.csv")
 SHARDS = PSET.workflow.get("augment_shards", 1)
-CORES = workflow.cores if isinstance(workflow.cores, int) else 1
+try:  # a cluster run gives no total of cores: one thread per kernel unless threads= says
+    CORES = workflow.cores if isinstance(workflow.cores, int) else 1
+except WorkflowError:
+    CORES = 1
 THREADS = int(config.get("threads") or 0) or max(1, CORES // min(CORES, 4))
 _gpu = (workflow.global_resources or {}).get("gpu")
 GPU_COUNT = int(getattr(_gpu, "value", _gpu) or 0)  # --resources gpu=N: slots to hand out
