@@ -15,16 +15,23 @@ DATA    ?=
 # results folder; empty = results/$(PARAMS)/ (each parameter set has its own)
 RESULTS ?=
 RESULTS_DIR = $(if $(RESULTS),$(RESULTS),results/$(PARAMS))
-# notebooks run at once by `make reproduce`: a number, or auto (1 with a GPU, else one per core)
+# cores Snakemake may use (auto: every core; each kernel gets cores // min(cores, 4) threads)
 JOBS    ?= auto
+# GPUs handed out one (or a run's gpus:) per training/augmentation job; 0: no GPU bookkeeping
+GPUS    ?= 0
+# a Snakemake profile under workflow/profiles/ (e.g. slurm); empty: this machine
+PROFILE ?=
+SNAKEMAKE_ARGS ?=
 SEED    ?= 0
 # Corel-5k on Kaggle (https://www.kaggle.com/datasets/parhamsalar/corel5k)
 KAGGLE_COREL5K ?= parhamsalar/corel5k
 COREL5K_DIR    ?= data/corel5k
 BENCH_DIR      ?= results/benchmarks
 
-REPRODUCE_ARGS = --params $(PARAMS) $(if $(DATA),--data $(DATA)) $(if $(RESULTS),--results $(RESULTS)) \
-	--jobs $(JOBS)
+SNAKE = $(VENV)/bin/snakemake -s workflow/Snakefile -d $(abspath $(RESULTS_DIR)) \
+	--config params=$(PARAMS) results=$(abspath $(RESULTS_DIR)) $(if $(DATA),data=$(abspath $(DATA))) \
+	$(if $(PROFILE),--profile $(abspath workflow/profiles/$(PROFILE)),--cores $(if $(filter auto,$(JOBS)),all,$(JOBS))) \
+	$(if $(filter-out 0,$(GPUS)),--resources gpu=$(GPUS)) $(SNAKEMAKE_ARGS)
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-fast lint format data lab reproduce reproduce-dry tables corel5k-standin \
@@ -61,11 +68,14 @@ format: $(STAMP) ## ruff format + fix imports
 data: $(STAMP) ## draw the embedded scenes dataset into data/scenes
 	$(PY) -m lib synth data/scenes --seed $(SEED)
 
-reproduce: $(STAMP) ## run every notebook (papermill), tables, HTML reports into results/$(PARAMS)/; redoes only what changed
-	$(PY) -m lib reproduce $(REPRODUCE_ARGS)
+reproduce: $(STAMP) ## Snakemake: every notebook (papermill), tables, reports into results/$(PARAMS)/; redoes only what changed
+	@mkdir -p $(RESULTS_DIR)
+	$(SNAKE)
+	$(SNAKE) --report $(abspath $(RESULTS_DIR))/reports/provenance.html
 
-reproduce-dry: $(STAMP) ## say what `make reproduce` would run, and why
-	$(PY) -m lib reproduce $(REPRODUCE_ARGS) --dry-run
+reproduce-dry: $(STAMP) ## say what `make reproduce` would run, and why (snakemake -n)
+	@mkdir -p $(RESULTS_DIR)
+	$(SNAKE) -n
 
 tables: $(STAMP) ## rebuild results/$(PARAMS)/tables from the run folders alone
 	$(PY) -m lib tables --params $(PARAMS) --runs $(RESULTS_DIR)/runs --out $(RESULTS_DIR)/tables
@@ -121,4 +131,5 @@ lab: $(STAMP) ## step through the notebooks in JupyterLab (results/lab/; draws d
 		--ServerApp.ip=127.0.0.1 --ServerKernelManager.transport=ipc $(LAB_ARGS) notebooks/
 
 clean: ## remove the generated results of results/$(PARAMS)/ (keeps data/ and .venv)
-	rm -rf $(RESULTS_DIR)/executed $(RESULTS_DIR)/reports $(RESULTS_DIR)/runs $(RESULTS_DIR)/.stamps
+	rm -rf $(RESULTS_DIR)/executed $(RESULTS_DIR)/reports $(RESULTS_DIR)/runs \
+		$(RESULTS_DIR)/augment $(RESULTS_DIR)/benchmarks $(RESULTS_DIR)/.snakemake $(RESULTS_DIR)/.gpus

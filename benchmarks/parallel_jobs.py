@@ -1,6 +1,6 @@
 """Why ``make reproduce`` runs several notebooks at once on a CPU: ``N`` training runs of the
 embedded default one after another with every core's thread, against the same runs as ``N``
-processes side by side with ``cores / N`` threads each (what :mod:`lib.scheduler` does).
+processes side by side with ``cores / N`` threads each (what the Snakemake workflow does).
 
 Each run is ``python -m lib train`` of configuration gcn-asl (seeds 0 .. N-1) into a
 temporary folder; the wall time of each arm is measured from the first start to the last
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from provenance import fast, provenance  # noqa: E402 - beside this script
 from reproduce_bench import bench_dir  # noqa: E402 - beside this script
 
-from lib import paths, scheduler  # noqa: E402
+from lib import paths  # noqa: E402
 from lib.utils import atomic_write_json, git_commit  # noqa: E402
 
 
@@ -45,7 +45,7 @@ def start(data: Path, out: Path, seed: int, threads: int) -> subprocess.Popen:
 
 def arm(data: Path, folder: Path, runs: int, side_by_side: bool) -> tuple[float, list[float]]:
     """Wall seconds of ``runs`` trainings, and their test mAPs."""
-    cores = scheduler.cpu_count()
+    cores = len(os.sched_getaffinity(0))
     threads = max(1, cores // runs) if side_by_side else cores
     t0 = time.perf_counter()
     if side_by_side:
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             synth.generate(data, seed=0, size=16, n_train=32, n_val=8, n_test=8)
         else:
             synth.generate(data, seed=0)
-    runs = 2 if fast() else args.runs or max(2, scheduler.cpu_count())
+    runs = 2 if fast() else args.runs or max(2, len(os.sched_getaffinity(0)))
     best: dict[str, float] = {}
     maps: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-parallel-") as tmp:
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"round {r}: {name}: {seconds:.1f} s", flush=True)
                 best[name] = min(best.get(name, float("inf")), seconds)
                 maps[name] = got
-    cores = scheduler.cpu_count()
+    cores = len(os.sched_getaffinity(0))
     result = {
         "benchmark": "N trainings of the embedded default (gcn-asl): one after another with "
                      "every core's thread, against side by side with cores / N threads each",

@@ -11,11 +11,16 @@ parameter sets"):
 - one mapping per notebook stem (``03_wgan_augmentation:``): that notebook's values;
 - ``runs:`` the training configurations, name -> values for the training notebook
   (a run may set its own ``seeds``);
-- ``evaluate_run:`` the configuration the per-run analysis notebooks show.
+- ``evaluate_run:`` the configuration the per-run analysis notebooks show;
+- ``workflow:`` how the jobs run (docs/pipeline.md): ``augment_shards:`` the number of
+  ML-WGAN shard jobs (default 1), ``resources:`` per rule (``train``, ``augment``,
+  ``notebook``) Snakemake resources such as ``slurm_partition``, ``mem_mb``, ``runtime``,
+  ``cpus_per_task``, ``gpu``. A run may set ``gpus:`` (GPUs of one node it trains on,
+  through torchrun; default 1).
 
 A value whose name is a parameter of its notebook goes to that parameter; any other name
 goes into the notebook's ``overrides`` mapping, when it has one, and must then be a field of
-the notebook's settings class (:attr:`lib.stages.Stage.settings`): anything else is an error
+the notebook's settings class (workflow/Snakefile SETTINGS): anything else is an error
 naming the yaml file and the key, raised before anything runs (:func:`split_values`).
 Each set writes to its own results folder, :func:`results_dir` (``results/<set>/``).
 """
@@ -31,7 +36,9 @@ from typing import Any
 
 from lib import paths
 
-TOP_KEYS = ("data", "seeds", "common", "runs", "evaluate_run")
+TOP_KEYS = ("data", "seeds", "common", "runs", "evaluate_run", "workflow")
+#: keys of ``workflow:`` (how the jobs run, not what they compute)
+WORKFLOW_KEYS = ("augment_shards", "resources")
 NOTEBOOK_KEY = re.compile(r"^\d\d_")
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 DEFAULT_SEEDS = (0,)
@@ -55,6 +62,7 @@ class ParamSet:
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     evaluate_run: str | None = None
+    workflow: dict[str, Any] = field(default_factory=dict)
 
     @property
     def where(self) -> str:
@@ -149,13 +157,37 @@ def load_param_set(name_or_path: str | os.PathLike) -> ParamSet:
         values = dict(values or {})
         if "seeds" in values:
             values["seeds"] = _seeds(values["seeds"], f"{where}: run {run!r}: seeds")
+        gpus = values.get("gpus", 1)
+        if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 1:
+            raise ParamSetError(f"{where}: run {run!r}: gpus must be an integer >= 1, "
+                                f"got {gpus!r}")
         pset.runs[str(run)] = values
+    pset.workflow = _workflow(raw.get("workflow"), where)
     evaluate = raw.get("evaluate_run")
     if evaluate is not None and evaluate not in pset.runs:
         raise ParamSetError(f"{where}: evaluate_run {evaluate!r} is not one of runs: "
                             f"{list(pset.runs)}")
     pset.evaluate_run = evaluate if evaluate is not None else next(iter(pset.runs), None)
     return pset
+
+
+def _workflow(value: Any, where: str) -> dict[str, Any]:
+    """``workflow:`` checked: known keys, a shard count >= 1, resources by rule."""
+    value = {} if value is None else value
+    if not isinstance(value, dict) or set(value) - set(WORKFLOW_KEYS):
+        raise ParamSetError(f"{where}: workflow: must be a mapping with keys among "
+                            f"{list(WORKFLOW_KEYS)}, got {value!r}")
+    shards = value.get("augment_shards", 1)
+    if isinstance(shards, bool) or not isinstance(shards, int) or shards < 1:
+        raise ParamSetError(f"{where}: workflow: augment_shards must be an integer >= 1, "
+                            f"got {shards!r}")
+    resources = value.get("resources") or {}
+    rules = ("train", "augment", "notebook", "dataset", "tables", "reports")
+    if not isinstance(resources, dict) or any(
+            r not in rules or not isinstance(v, dict) for r, v in resources.items()):
+        raise ParamSetError(f"{where}: workflow: resources: must map rules {list(rules)} to "
+                            f"mappings of Snakemake resources, got {resources!r}")
+    return dict(value)
 
 
 def check_settings(values: dict[str, Any], settings: type, where: str) -> dict[str, Any]:

@@ -292,7 +292,7 @@ class Trainer:
             "tf32": self.tf32,
             "world_size": self.dist.world_size,
             "batch_size_per_process": self.batch_per_process,
-            # CPU numbers depend on it (float summation order); lib.scheduler sets it
+            # CPU numbers depend on it (float summation order); the workflow sets it (threads:)
             "cpu_threads": torch.get_num_threads(),
             "git_commit": git_commit(),
             "versions": library_versions(),

@@ -543,16 +543,16 @@ def test_parameter_sets_of_the_converted_benchmarks(name, dataset, tmp_path):
     """Every run of the set is a valid configuration with the published recipe's settings."""
     import timm
 
-    from lib import params, stages, training
+    from lib import params, training
 
     pset = params.load_param_set(name)
     assert pset.data_name == dataset and pset.synth is None
-    jobs, warnings = stages.plan(pset, stages.discover_notebooks(), tmp_path / "d",
-                                 tmp_path / "r")
-    assert warnings == []
-    configs = {j.run_name: training.build_config(j.parameters.get("preset", "default"),
-                                                 j.parameters.get("overrides", {}))
-               for j in jobs if j.run_name and stages.STAGES[j.stem].kind == "training"}
+    configs = {}
+    for run, own in pset.runs.items():  # the training job's values (workflow/rules/plan.smk)
+        values = {**pset.section("04_training"),
+                  **{k: v for k, v in own.items() if k not in ("seeds", "gpus")}}
+        configs[run] = training.build_config(values.pop("preset", "default"),
+                                             {**values.pop("overrides", {}), **values})
     assert set(configs) == set(pset.runs)
     for run, config in configs.items():
         assert timm.is_model(config.backbone)

@@ -1,6 +1,7 @@
-"""End to end: ``python -m lib reproduce --params smoke`` on the real notebooks, into a
-temporary results folder (the tiny smoke dataset is drawn under the test's data root), with
-golden numbers. The driver itself is tested on stand-in notebooks in tests/test_pipeline.py."""
+"""End to end: ``make reproduce PARAMS=smoke`` (the Snakemake workflow) on the real
+notebooks, into a temporary results folder (the tiny smoke dataset is drawn under the test's
+data root), with golden numbers. The workflow itself is tested on stand-in notebooks in
+tests/test_workflow.py."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib import params, paths, render, stages
+from lib import params, paths, render
 
 pytestmark = pytest.mark.slow
 
@@ -27,35 +28,36 @@ GOLDEN = {
 }
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
-    """The driver with two notebooks at once and one CPU thread per kernel on any machine
-    (the thread count changes float summation order, hence the golden numbers)."""
-    return subprocess.run([sys.executable, "-m", "lib", "reproduce", *args, "--jobs", "2"],
+def run(results, *extra: str) -> subprocess.CompletedProcess:
+    """``make reproduce`` on two cores, one CPU thread per kernel (the thread count changes
+    float summation order, hence the golden numbers)."""
+    return subprocess.run(["make", "reproduce", "PARAMS=smoke", f"RESULTS={results}", "JOBS=2",
+                           f"VENV={os.path.dirname(os.path.dirname(sys.executable))}", *extra],
                           cwd=paths.ROOT, capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+                          env={**os.environ, "PYTHONPATH": str(paths.ROOT)})
 
 
 def test_reproduce_smoke(tmp_path):
     smoke = params.load_param_set("smoke")
-    notebooks = stages.discover_notebooks()
     results = tmp_path / "results"
-    first = run("--params", "smoke", "--results", str(results))
+    first = run(results)
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
     assert "without encryption" not in first.stderr
 
-    # one executed copy per notebook, one per training configuration
     executed = sorted(p.stem for p in (results / "executed").glob("*.ipynb"))
-    expected = sorted([nb.stem for nb in notebooks if nb.stem != "04_training"]
-                      + [f"04_training__{r}" for r in smoke.runs])
+    expected = sorted(["01_dataset_statistics", "02_label_embeddings", "03_wgan_augmentation",
+                       "05_evaluation", "06_tsne", "07_graph_gain"]
+                      + [f"04_training__{r}__seed-{s}" for r in smoke.runs
+                         for s in smoke.run_seeds(r)])
     assert executed == expected
     for r in smoke.runs:
         for seed in smoke.run_seeds(r):
             folder = results / "runs" / r / f"seed-{seed}"
-            assert (folder / "metrics.json").is_file()
-            # the kernels trained with the thread count the driver gave them
             assert json.loads((folder / "config.json").read_text())["cpu_threads"] == 1
+            bench = (results / "benchmarks" / "train" / f"{r}__seed-{seed}.tsv").read_text()
+            assert bench.split("\n")[0].split("\t")[:3] == ["s", "h:m:s", "max_rss"]
+    assert (results / "reports" / "provenance.html").stat().st_size > 10_000
 
-    # the main table: mean and sample sd over the seeds' metrics.json
     main = pd.read_csv(results / "tables" / "main.csv")
     assert set(main["run"]) == {"linear-asl", "gcn-asl"} and (main["source"] == "ours").all()
     row = main[(main["run"] == "gcn-asl") & (main["thresholds"] == "MCC")].iloc[0]
@@ -64,10 +66,6 @@ def test_reproduce_smoke(tmp_path):
     assert row["n_seeds"] == len(smoke.seeds)
     assert row["per_class_f1_mean"] == pytest.approx(np.mean(f1))
     assert row["per_class_f1_std"] == pytest.approx(np.std(f1, ddof=1))
-    # golden numbers of PARAMS=smoke (seeds 0 and 1, 2-core CPU dev box, one thread per kernel).
-    # Tolerances hold across machines: float summation order moves thresholded metrics of a
-    # 32-image test split by a few hundredths (the embedded default's per-class F1 by up to
-    # 0.01 between two machines), mAP less; a change of method moves them more.
     for (run_name, block), (f1, mean_ap, n_plus) in GOLDEN.items():
         got = main[(main["run"] == run_name) & (main["thresholds"] == block)].iloc[0]
         assert got["per_class_f1_mean"] == pytest.approx(f1, abs=0.04), (run_name, block)
@@ -76,11 +74,6 @@ def test_reproduce_smoke(tmp_path):
     ablations = pd.read_csv(results / "tables" / "ablations.csv")
     assert set(zip(ablations["run"], ablations["baseline"], strict=True)) == {
         ("gcn-asl", "linear-asl"), ("gcn-augmented-asl", "gcn-asl")}
-    augmented = ablations[ablations["run"] == "gcn-augmented-asl"].iloc[0]
-    assert augmented["augmentation"].startswith("4 of ")
-    assert "parameter set `smoke`" in (results / "tables" / "main.md").read_text()
-
-    # the reports: every executed notebook and both tables linked from the index
     index = (results / "reports" / "index.html").read_text()
     for name in expected:
         assert f"href='{name}.html'" in index
@@ -95,14 +88,12 @@ def test_reproduce_smoke(tmp_path):
         assert render.count_inline_images(results / "reports" / f"{name}.html") \
             >= figures[name], name
     # nothing written for people holds the checkout's absolute path
-    for folder in ("reports", "tables", ".stamps"):
+    for folder in ("reports", "tables"):
         for f in (results / folder).rglob("*"):
             if f.is_file() and f.suffix in (".html", ".md", ".csv", ".json"):
                 assert str(paths.ROOT) not in f.read_text(encoding="utf-8"), f
 
-    # a second run redoes nothing and says so
-    second = run("--params", "smoke", "--results", str(results))
+    # a second run redoes nothing
+    second = run(results)
     assert second.returncode == 0, second.stderr[-4000:]
-    assert "running:" not in second.stderr and "0 job(s) ran" in second.stdout
-    for name in [*expected, "tables"]:
-        assert f"up to date: {name}" in second.stderr
+    assert "Nothing to be done" in second.stdout + second.stderr

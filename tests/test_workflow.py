@@ -1,0 +1,147 @@
+"""The Snakemake workflow (workflow/Snakefile) on small stand-in notebooks that this test
+writes (same stems and parameters cells as the real ones, trivial bodies): what reruns after
+an edit, dry-run reasons, a failing notebook, parameter-set errors, GPU slots, lib triggers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from lib import jobs, paths
+
+RESULTS = "pathlib.Path(os.environ['AIA_RESULTS_DIR'])"
+STANDINS = {
+    "01_dataset_statistics": ("dataset = 'scenes'\nseed = 0\ntop_k = 20",
+                              "import os, pathlib\nfrom lib import graph\n"
+                              f"({RESULTS} / 'stats.txt').write_text(f'{{top_k}}')"),
+    "04_training": (
+        "run_name = 'gcn-asl'\ndataset = 'scenes'\nseeds = [0]\npreset = 'default'\n"
+        "overrides = {}",
+        "import json, os, pathlib\nfor seed in seeds:\n"
+        f"    d = {RESULTS} / 'runs' / run_name / f'seed-{{seed}}'\n"
+        "    d.mkdir(parents=True, exist_ok=True)\n"
+        "    for f in ('config.json', 'metrics.json', 'thresholds.json', 'predictions.csv'):\n"
+        "        (d / f).write_text(json.dumps({'overrides': overrides, 'seed': seed}))"),
+    "05_evaluation": ("run_name = 'gcn-asl'\nseed = 0\nn_examples = 12",
+                      "fail = 1 / 0 if n_examples == 13 else None"),
+    "07_graph_gain": ("setting = 'mcc'", "x = 1"),
+}
+SET = {"seeds": [0, 1], "01_dataset_statistics": {"top_k": 5}, "04_training": {"epochs": 1},
+       "runs": {"plain": {"loss": "bce", "head": "linear"}, "gcn": {"head": "gcn"}},
+       "evaluate_run": "plain"}
+
+
+@pytest.fixture
+def repo(tmp_path):
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    for stem, (params_cell, body) in STANDINS.items():
+        nb = nbformat.v4.new_notebook()
+        cell = nbformat.v4.new_code_cell(params_cell)
+        cell.metadata["tags"] = ["parameters"]
+        nb.cells = [cell, nbformat.v4.new_code_cell(body)]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                     "language": "python"}
+        nbformat.write(nb, nbs / f"{stem}.ipynb")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.json").write_text('{"labels": ["a"], "samples": []}')
+    return {"nbs": nbs, "data": data, "yaml": tmp_path / "p.yaml", "results": tmp_path / "r"}
+
+
+def snake(repo, body, *extra):
+    repo["yaml"].write_text(yaml.safe_dump(body))
+    repo["results"].mkdir(exist_ok=True)
+    targets = [str(repo["results"] / "executed" / f"{s}.ipynb")
+               for s in ("01_dataset_statistics", "05_evaluation", "07_graph_gain")]
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(paths.ROOT / "workflow" / "Snakefile"),
+           "-d", str(repo["results"]), "--cores", "2", *extra, *targets,
+           "--config", f"params={repo['yaml']}",
+           f"results={repo['results']}", f"data={repo['data']}", f"notebooks={repo['nbs']}"]
+    env = {**os.environ, "PYTHONPATH": str(paths.ROOT)}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+
+
+def ran(result) -> list[str]:
+    """Executed notebooks a run (or dry run) produced, from Snakemake's job log."""
+    out = result.stdout + result.stderr
+    return sorted({Path(line.split("output: ")[1].split(",")[0]).stem
+                   for line in out.splitlines() if line.strip().startswith("output: ")
+                   and "/executed/" in line})
+
+
+def test_staleness(repo):
+    first = snake(repo, SET)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert ran(first) == ["01_dataset_statistics", "04_training__gcn__seed-0",
+                          "04_training__gcn__seed-1", "04_training__plain__seed-0",
+                          "04_training__plain__seed-1", "05_evaluation", "07_graph_gain"]
+    assert (repo["results"] / "stats.txt").read_text() == "5"
+    assert snake(repo, SET).stdout.count("output: ") == 0          # nothing to do
+    # one run's value: that run's jobs and what reads them (07 reads every run)
+    changed = json.loads(json.dumps(SET))
+    changed["runs"]["gcn"]["loss"] = "focal"
+    dry = snake(repo, changed, "-n")
+    assert ran(dry) == ["04_training__gcn__seed-0", "04_training__gcn__seed-1", "07_graph_gain"]
+    assert "Params have changed" in dry.stdout + dry.stderr         # the reason is given
+    assert snake(repo, changed).returncode == 0
+    # a new seed trains only that seed
+    changed["runs"]["plain"]["seeds"] = [0, 1, 2]
+    assert ran(snake(repo, changed)) == ["04_training__plain__seed-2", "07_graph_gain"]
+
+
+def test_failing_notebook_keeps_its_copy_and_names_the_cell(repo):
+    body = {**SET, "05_evaluation": {"n_examples": 13}}
+    result = snake(repo, body, "--keep-going")
+    assert result.returncode != 0
+    text = result.stdout + result.stderr
+    assert "FAILED: " in text and "05_evaluation.ipynb" in text and "ZeroDivisionError" in text
+    assert "cell 2 of the executed copy" in text or "cell" in text
+    assert (repo["results"] / "executed" / "05_evaluation.failed.ipynb").is_file()
+    assert not (repo["results"] / "executed" / "05_evaluation.ipynb").exists()
+    assert (repo["results"] / "executed" / "07_graph_gain.ipynb").is_file()  # --keep-going
+
+
+@pytest.mark.parametrize("body, message", [
+    ({**SET, "04_training": {"epochz": 1}}, "['epochz'] are neither parameters"),
+    ({**SET, "colour": 1}, "unknown key 'colour'"),
+    ({**SET, "04_training": {"epochs": "many"}}, "TrainConfig.epochs: expected an integer"),
+])
+def test_bad_parameter_set_fails_before_anything_runs(repo, body, message):
+    result = snake(repo, body)
+    assert result.returncode != 0
+    assert message in result.stderr + result.stdout and "p.yaml" in result.stderr + result.stdout
+    assert not (repo["results"] / "executed").exists()
+
+
+def test_gpu_slots(tmp_path, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert jobs.claim_gpus(2, 3, tmp_path) == [0, 1]
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1"
+    code = ("import os, sys; from pathlib import Path; from lib import jobs; "
+            "print(jobs.claim_gpus(1, 3, Path(sys.argv[1])), os.environ['CUDA_VISIBLE_DEVICES'])")
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    other = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                           text=True, env={**env, "PYTHONPATH": str(paths.ROOT)})
+    assert other.stdout.split() == ["[2]", "2"]                   # slots 0, 1 are held here
+    env["PYTHONPATH"] = str(paths.ROOT)
+    full = subprocess.run([sys.executable, "-c", code.replace("(1, 3", "(2, 3"),
+                           str(tmp_path)], capture_output=True, text=True, env=env)
+    assert full.returncode != 0 and "no 2 free GPU slot(s) of 3" in full.stderr
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5")                 # SLURM's allocation wins
+    assert jobs.claim_gpus(1, 3, tmp_path) == []
+
+
+def test_lib_sources_follow_imports():
+    nb01 = jobs.lib_sources(paths.NOTEBOOKS_DIR / "01_dataset_statistics.ipynb")
+    assert {"lib/graph.py", "lib/data.py", "lib/plots/dataset.py", "lib/plots/__init__.py",
+            "lib/__init__.py"} <= set(nb01)
+    assert "lib/training.py" not in nb01 and "lib/trainer.py" not in nb01
+    assert "lib/trainer.py" in jobs.lib_sources(paths.NOTEBOOKS_DIR / "04_training.ipynb")

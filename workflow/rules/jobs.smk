@@ -1,0 +1,119 @@
+# The jobs: dataset, notebooks 01-03 and 05-07, ML-WGAN shards, one training job per
+# (configuration, seed), the tables and the reports. Each job is one `python -m lib.jobs`
+# process (lib/jobs.py) with a benchmark file under <results>/benchmarks/<rule>/.
+import ast
+import shlex
+
+JOB = (f"PYTHONPATH={shlex.quote(str(ROOT))}${{PYTHONPATH:+:$PYTHONPATH}} "
+       f"{shlex.quote(PY)} -m lib.jobs")
+OPTS = f"--results {shlex.quote(str(RESULTS))} --params {shlex.quote(str(PSET.path))}" + (
+    f" --timeout {int(config['timeout'])}" if config.get("timeout") else "")
+DATASET = str(DATA / "train.json")
+AUGMENT = "03_wgan_augmentation"
+SHARD_FILES = [str(RESULTS / "augment" / f"shard-{i}-of-{SHARDS}.json") for i in range(SHARDS)]
+TARGETS = [executed(n) for n in PARAMS]
+if TRAIN:
+    TARGETS += [str(RESULTS / "tables" / "main.csv")]
+
+
+def bench(rule, name):
+    return str(RESULTS / "benchmarks" / rule / f"{name}.tsv")
+
+
+def as_json(mapping):
+    return json.dumps(mapping, sort_keys=True)
+
+
+def notebook_inputs(wc):
+    stem = wc.stem
+    nb = str(NOTEBOOKS / f"{stem}.ipynb")
+    extra = []
+    if KIND[stem] == "augmentation":
+        extra = SHARD_FILES
+    elif KIND[stem] == "run":
+        p = PARAMS[stem]
+        extra = run_files(p["run_name"], [p.get("seed", PSET.run_seeds(p["run_name"])[0])])
+        extra += [f for r in p.get("compare_runs") or [] for f in run_files(r)]
+    elif KIND[stem] == "all-runs":
+        extra = [f for r in PSET.runs for f in run_files(r)]
+    return {"notebook": nb, "data": DATASET, "lib": sources(nb), "upstream": extra}
+
+
+def augmented(run):
+    return bool(PARAMS[f"04_training__{run}__seed-{PSET.run_seeds(run)[0]}"]
+                .get("overrides", {}).get("augmented", False))
+
+
+def augment_values(wc):
+    """Notebook 03's WGAN settings (its parameters, else its defaults) and the shard."""
+    own = {k: PARAMS[AUGMENT].get(k, ast.literal_eval(DEFAULTS[AUGMENT][k]))
+           for k in ("preset", "seed", "overrides")}
+    return as_json({**own, "shard": f"{wc.i}/{wc.n}"})
+
+
+if DRAWN:
+    rule dataset:
+        output:
+            DATASET,
+        params:
+            how=as_json(PSET.synth if PSET.synth is not None else PSET.standin),
+        benchmark:
+            bench("dataset", DATA.name)
+        shell:
+            "{JOB} dataset {DATA:q} {OPTS}"
+
+
+rule notebook:
+    input: unpack(notebook_inputs)
+    output: executed("{stem}")
+    params: values=lambda wc: as_json(PARAMS[wc.stem])
+    wildcard_constraints: stem="|".join(s for s in PARAMS if "__" not in s) or "-"
+    threads: THREADS
+    resources: **job_resources("notebook")
+    benchmark: bench("notebook", "{stem}")
+    shell: "{JOB} notebook {input.notebook:q} {output:q} --parameters {params.values:q} "
+           "--threads {threads} {OPTS}"
+
+
+rule augment:
+    input: data=DATASET, lib=sources("lib.augmentation")
+    output: str(RESULTS / "augment" / "shard-{i}-of-{n}.json")
+    params: values=augment_values
+    threads: THREADS
+    resources: **job_resources("augment", gpu=1)
+    benchmark: bench("augment", "shard-{i}-of-{n}")
+    shell: "{JOB} augment {DATA:q} {output:q} --parameters {params.values:q} "
+           "--threads {threads} --gpus {resources.gpu} --gpu-count {GPU_COUNT} {OPTS}"
+
+
+rule train:
+    input:
+        notebook=str(NOTEBOOKS / "04_training.ipynb"), data=DATASET,
+        lib=sources(NOTEBOOKS / "04_training.ipynb") if TRAIN else [],
+        augmentation=lambda wc: [executed(AUGMENT)] if augmented(wc.run) else [],
+    output:
+        executed=executed("04_training__{run}__seed-{seed}"),
+        files=[str(RESULTS / "runs" / "{run}" / "seed-{seed}" / f) for f in RUN_FILES],
+    params: values=lambda wc: as_json(PARAMS[f"04_training__{wc.run}__seed-{wc.seed}"])
+    wildcard_constraints: seed=r"\d+"
+    threads: THREADS
+    resources: **job_resources("train", gpu=lambda wc: RUN_GPUS[wc.run])
+    benchmark: bench("train", "{run}__seed-{seed}")
+    shell: "{JOB} notebook {input.notebook:q} {output.executed:q} --parameters {params.values:q} "
+           "--threads {threads} --gpus {resources.gpu} --gpu-count {GPU_COUNT} --ddp {OPTS}"
+
+
+rule tables:
+    input: runs=[f for r in PSET.runs for f in run_files(r)], lib=sources("lib.tables")
+    output: str(RESULTS / "tables" / "main.csv"), str(RESULTS / "tables" / "ablations.csv")
+    params: values=as_json({"runs": list(PSET.runs)})
+    benchmark: bench("tables", "tables")
+    shell: "{JOB} tables --parameters {params.values:q} {OPTS}"
+
+
+rule reports:
+    input: TARGETS, lib=sources("lib.render")
+    output: str(RESULTS / "reports" / "index.html")
+    params: values=as_json({"notebooks": list(PARAMS), "set": PSET.name})
+    benchmark: bench("reports", "reports")
+    shell: "{JOB} reports {DATA:q} --parameters {params.values:q} {OPTS}"
