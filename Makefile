@@ -71,7 +71,9 @@ data: $(STAMP) ## draw the embedded scenes dataset into data/scenes
 reproduce: $(STAMP) ## Snakemake: every notebook (papermill), tables, reports into results/$(PARAMS)/; redoes only what changed
 	@mkdir -p $(RESULTS_DIR)
 	$(SNAKE)
-	$(SNAKE) --report $(abspath $(RESULTS_DIR))/reports/provenance.html
+	$(SNAKE) --report $(abspath $(RESULTS_DIR))/reports/.provenance.snakemake.html
+	$(PY) -m lib render --params $(PARAMS) --results $(abspath $(RESULTS_DIR)) \
+		$(if $(DATA),--data $(abspath $(DATA))) --provenance $(abspath $(RESULTS_DIR))/reports/.provenance.snakemake.html
 
 reproduce-dry: $(STAMP) ## say what `make reproduce` would run, and why (snakemake -n)
 	@mkdir -p $(RESULTS_DIR)

@@ -31,7 +31,6 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "tables": ("lib.tables", "tables_main", "build the results tables from run folders"),
     "render": ("lib.render", "render_main",
                "HTML reports and index.html of a results folder"),
-    "reproduce": ("lib.jobs", "reproduce_main", "run the Snakemake workflow (make reproduce)"),
 }
 
 

@@ -289,39 +289,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def reproduce_main(argv: list[str]) -> int:
-    """``python -m lib reproduce``: a thin wrapper that runs the Snakemake workflow (what
-    ``make reproduce`` runs); ``--prepare`` only draws the set's dataset (``make lab``)."""
-    import subprocess
-
-    parser = argparse.ArgumentParser(prog="python -m lib reproduce",
-                                     description="Run workflow/Snakefile for a parameter set.")
-    parser.add_argument("--params", default="default")
-    parser.add_argument("--data", default=None)
-    parser.add_argument("--results", default=None)
-    parser.add_argument("--jobs", default="all", help="cores (default: all)")
-    parser.add_argument("--dry-run", action="store_true")
-    parser.add_argument("--prepare", action="store_true", help="only draw the dataset")
-    args, extra = parser.parse_known_args(argv)
-    from lib.params import load_param_set, results_dir
-
-    pset = load_param_set(args.params)
-    results = Path(args.results or results_dir(pset.name)).resolve()
-    results.mkdir(parents=True, exist_ok=True)
-    config = [f"params={pset.path}", f"results={results}"]
-    if args.data:
-        config.append(f"data={Path(args.data).resolve()}")
-    command = [sys.executable, "-m", "snakemake", "-s", str(paths.ROOT / "workflow" / "Snakefile"),
-               "-d", str(results), "--cores", args.jobs, *extra]
-    if args.dry_run:
-        command.append("-n")
-    if args.prepare:
-        data = Path(args.data).resolve() if args.data else pset.default_data_dir()
-        if (data / "train.json").is_file():
-            return 0
-        command.append(str(data / "train.json"))
-    return subprocess.run([*command, "--config", *config]).returncode
-
-
 if __name__ == "__main__":
     sys.exit(main())

@@ -243,6 +243,21 @@ def write_index(reports: Path, notebooks: Sequence[tuple[str, Path]], table_page
 PROVENANCE = "provenance.html"
 
 
+def install_provenance(raw: Path, reports: Path) -> Path:
+    """Snakemake's ``--report`` output ``raw`` as ``reports/provenance.html``, with the
+    checkout's absolute path taken out of it (its commands, Snakefile and file paths name
+    files under the checkout); ``raw`` is removed."""
+    raw = Path(raw)
+    try:
+        text = raw.read_text(encoding="utf-8")
+    except OSError as e:
+        raise FileNotFoundError(f"{paths.portable(raw)}: no Snakemake report to install "
+                                f"({e.strerror})") from None
+    out = atomic_write_text(Path(reports) / PROVENANCE, relative_to_repo(text))
+    raw.unlink()
+    return out
+
+
 def _seeds_of(params: str) -> str:
     """The seeds a parameter set declares (its ``seeds:``), as text; empty when unreadable."""
     import yaml
@@ -346,11 +361,20 @@ def render_main(argv: list[str]) -> int:
                         help="results folder (default: results/<params>/)")
     parser.add_argument("--data", default=None, help="dataset folder, shown in the index "
                                                      "when the tables have no stamp")
+    parser.add_argument("--provenance", default=None, metavar="HTML",
+                        help="install this `snakemake --report` output as "
+                             "reports/provenance.html (paths made relative), then the index")
     args = parser.parse_args(argv)
     results = (paths.from_portable(args.results) if args.results
                else paths.set_results_dir(Path(args.params).stem))
+    data = paths.dataset_dir(args.data) if args.data else None
     with cli_logging():
-        index = render_reports(results, None, args.params,
-                               paths.dataset_dir(args.data) if args.data else None)
+        if args.provenance:
+            from lib.params import load_param_set
+
+            page = install_provenance(Path(args.provenance), results / "reports")
+            print(f"wrote {paths.portable(page)}")
+            data = data or load_param_set(args.params).default_data_dir()  # as the workflow
+        index = render_reports(results, None, args.params, data)
     print(f"wrote {paths.portable(index)}")
     return 0

@@ -4,6 +4,7 @@ checkout in them; notebook pages share one stylesheet."""
 from __future__ import annotations
 
 import nbformat
+import pytest
 from test_tables import GCN, LINEAR, make_run
 
 from lib import paths, render, tables
@@ -56,6 +57,23 @@ def test_relative_to_repo():
     assert render.relative_to_repo(f"{root}/lib/x.py:3: W; cwd {root} ok") == \
         "lib/x.py:3: W; cwd . ok"
     assert render.relative_to_repo(f"{root}-other/y") == f"{root}-other/y"
+
+
+def test_provenance_report_is_installed_without_the_checkout_path(tmp_path):
+    """Snakemake's --report names the Snakefile, the commands and the files by absolute path:
+    the installed copy names them from the checkout, the raw file is gone, and a missing
+    raw report is one error naming it."""
+    root = str(paths.ROOT)
+    raw = tmp_path / "raw.html"
+    raw.write_text(f'<script>var rules = {{"cmd": "{root}/.venv/bin/python -m lib.jobs '
+                   f'notebook {root}/notebooks/01.ipynb", "dir": "{root}"}};</script>')
+    out = render.install_provenance(raw, tmp_path / "reports")
+    assert out == tmp_path / "reports" / render.PROVENANCE and not raw.exists()
+    text = out.read_text()
+    assert root not in text
+    assert '".venv/bin/python -m lib.jobs notebook notebooks/01.ipynb", "dir": "."' in text
+    with pytest.raises(FileNotFoundError, match="raw.html: no Snakemake report"):
+        render.install_provenance(raw, tmp_path / "reports")
 
 
 def test_notebook_pages_share_one_stylesheet(tmp_path):

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -19,8 +22,11 @@ from lib import jobs, paths
 RESULTS = "pathlib.Path(os.environ['AIA_RESULTS_DIR'])"
 STANDINS = {
     "01_dataset_statistics": ("dataset = 'scenes'\nseed = 0\ntop_k = 20",
-                              "import os, pathlib\nfrom lib import graph\n"
-                              f"({RESULTS} / 'stats.txt').write_text(f'{{top_k}}')"),
+                              "import os, pathlib, time\nfrom lib import graph\n"
+                              f"({RESULTS} / 'stats.txt').write_text(f'{{top_k}}')\n"
+                              "if top_k == 99:  # the Ctrl-C test: say who we are, then wait\n"
+                              f"    ({RESULTS} / 'kernel.pid').write_text(str(os.getpid()))\n"
+                              "    time.sleep(600)"),
     "04_training": (
         "run_name = 'gcn-asl'\ndataset = 'scenes'\nseeds = [0]\npreset = 'default'\n"
         "overrides = {}",
@@ -53,19 +59,25 @@ def repo(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     (data / "train.json").write_text('{"labels": ["a"], "samples": []}')
-    return {"nbs": nbs, "data": data, "yaml": tmp_path / "p.yaml", "results": tmp_path / "r"}
+    return {"nbs": nbs, "data": data, "yaml": tmp_path / "p.yaml", "results": tmp_path / "r",
+            "root": paths.ROOT}
 
 
-def snake(repo, body, *extra):
+def command(repo, body, *extra) -> tuple[list[str], dict]:
     repo["yaml"].write_text(yaml.safe_dump(body))
     repo["results"].mkdir(exist_ok=True)
     targets = [str(repo["results"] / "executed" / f"{s}.ipynb")
                for s in ("01_dataset_statistics", "05_evaluation", "07_graph_gain")]
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(paths.ROOT / "workflow" / "Snakefile"),
+    root = repo["root"]
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(root / "workflow" / "Snakefile"),
            "-d", str(repo["results"]), "--cores", "2", *extra, *targets,
            "--config", f"params={repo['yaml']}",
            f"results={repo['results']}", f"data={repo['data']}", f"notebooks={repo['nbs']}"]
-    env = {**os.environ, "PYTHONPATH": str(paths.ROOT)}
+    return cmd, {**os.environ, "PYTHONPATH": str(root)}
+
+
+def snake(repo, body, *extra):
+    cmd, env = command(repo, body, *extra)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
 
 
@@ -95,6 +107,55 @@ def test_staleness(repo):
     # a new seed trains only that seed
     changed["runs"]["plain"]["seeds"] = [0, 1, 2]
     assert ran(snake(repo, changed)) == ["04_training__plain__seed-2", "07_graph_gain"]
+
+
+def test_lib_source_change_reruns_what_imports_it(repo, tmp_path):
+    """An edited lib/ module reruns the jobs whose notebooks import it (through other lib
+    modules too) and nothing else: 01 imports lib.graph, 05 and 07 import nothing of lib.
+    Run on a copy of lib/ and workflow/, so the repository's own files are never touched."""
+    clone = tmp_path / "clone"
+    for part in ("lib", "workflow", "params"):
+        shutil.copytree(paths.ROOT / part, clone / part,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    repo["root"] = clone
+    assert snake(repo, SET).returncode == 0
+    assert ran(snake(repo, SET, "-n")) == []
+    graph = clone / "lib" / "graph.py"
+    graph.write_text(graph.read_text() + "\n# edited\n")
+    later = graph.stat().st_mtime_ns + 10**9           # one second newer than any output
+    os.utime(graph, ns=(later, later))
+    dry = snake(repo, SET, "-n")
+    assert ran(dry) == ["01_dataset_statistics"], dry.stdout[-2000:]
+    assert "Updated input files" in dry.stdout + dry.stderr and "graph.py" in dry.stdout
+
+
+def test_ctrl_c_stops_every_kernel(repo):
+    body = {**SET, "01_dataset_statistics": {"top_k": 99}}
+    cmd, env = command(repo, body)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    pid_file = repo["results"] / "kernel.pid"
+    for _ in range(600):
+        if pid_file.is_file() and pid_file.read_text():
+            break
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("the stand-in notebook never started: " + proc.communicate()[0][-2000:])
+    kernel = int(pid_file.read_text())
+    os.killpg(proc.pid, signal.SIGINT)                        # what Ctrl-C in a terminal sends
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode != 0, out[-2000:]
+    for _ in range(100):                                      # the kernel is gone, not orphaned
+        try:
+            os.kill(kernel, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        os.kill(kernel, signal.SIGKILL)
+        pytest.fail(f"kernel {kernel} outlived Ctrl-C")
+    assert not (repo["results"] / "executed" / "01_dataset_statistics.ipynb").exists()
 
 
 def test_failing_notebook_keeps_its_copy_and_names_the_cell(repo):
