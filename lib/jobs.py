@@ -151,8 +151,8 @@ def _interrupt_as_keyboard(*_: Any) -> None:
 
 def execute(notebook: Path, executed: Path, parameters: dict[str, Any],
             timeout: int | None = None) -> None:
-    """Run ``notebook`` with papermill into ``executed``; see the module docstring. SIGTERM
-    (Snakemake stopping its jobs on Ctrl-C) shuts the kernel down like Ctrl-C does."""
+    """Run ``notebook`` with papermill into ``executed``; see the module docstring. Ctrl-C
+    (SIGINT) and SIGTERM (Snakemake stopping its jobs) shut the kernel down."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
@@ -163,6 +163,7 @@ def execute(notebook: Path, executed: Path, parameters: dict[str, Any],
     failed = executed.with_name(f"{executed.stem}.failed.ipynb")
     failed.unlink(missing_ok=True)
     signal.signal(signal.SIGTERM, _interrupt_as_keyboard)
+    signal.signal(signal.SIGINT, _interrupt_as_keyboard)  # also when started with it ignored
     try:
         pm.execute_notebook(str(notebook), str(tmp), parameters=parameters,
                             kernel_name="python3", cwd=str(notebook.parent), progress_bar=False,

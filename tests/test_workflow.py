@@ -132,8 +132,11 @@ def test_lib_source_change_reruns_what_imports_it(repo, tmp_path):
 def test_ctrl_c_stops_every_kernel(repo):
     body = {**SET, "01_dataset_statistics": {"top_k": 99}}
     cmd, env = command(repo, body)
+    # a terminal's foreground group: SIGINT at its default (a shell's background job, as
+    # this test may run in, inherits it ignored)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     pid_file = repo["results"] / "kernel.pid"
     for _ in range(600):
         if pid_file.is_file() and pid_file.read_text():
@@ -144,7 +147,13 @@ def test_ctrl_c_stops_every_kernel(repo):
         pytest.fail("the stand-in notebook never started: " + proc.communicate()[0][-2000:])
     kernel = int(pid_file.read_text())
     os.killpg(proc.pid, signal.SIGINT)                        # what Ctrl-C in a terminal sends
-    out = proc.communicate(timeout=120)[0]
+    try:
+        out = proc.communicate(timeout=120)[0]
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        os.kill(kernel, signal.SIGKILL)
+        pytest.fail("Snakemake did not stop within 120 s of Ctrl-C: "
+                    + proc.communicate()[0][-2000:])
     assert proc.returncode != 0, out[-2000:]
     for _ in range(100):                                      # the kernel is gone, not orphaned
         try:
