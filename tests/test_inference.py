@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from by_hand import numbers_by_hand
 from PIL import Image
 from torch import nn
 
@@ -45,6 +46,14 @@ def test_evaluate_and_score_reproduce_training_metrics(tiny_run, tiny_scenes, tm
         for block in ("at_0.5", "mcc", "top5", "top3"):
             for key in SEVEN:
                 assert evaluated[block][key] == pytest.approx(result[block][key], abs=1e-6)
+    # and they are the method's numbers, computed by hand from the training's files
+    by_hand = numbers_by_hand(tiny_run)
+    assert evaluated["mean_average_precision"] == pytest.approx(
+        by_hand["mean_average_precision"], abs=1e-6)
+    for block in ("at_0.5", "mcc", "top5", "top3"):
+        for key in SEVEN:
+            assert evaluated[block][key] == pytest.approx(by_hand[f"{block}.{key}"],
+                                                          abs=1e-6), (block, key)
 
 
 @pytest.mark.slow
