@@ -122,6 +122,24 @@ def test_ema_weights_are_the_moving_average_of_the_trained_weights(tiny_scenes, 
             expected["mean_average_precision"], abs=1e-6)
 
 
+@pytest.mark.slow
+def test_an_interrupted_ema_run_continues_its_average(tiny_scenes, tmp_path):
+    """checkpoint.pt holds the EMA: a run stopped after epoch 1 and continued ends with the
+    EMA weights (checkpoint.pt's EMA, best.pt) of the uninterrupted run, not an average
+    restarted at epoch 2."""
+    settings = dict(ema=0.8, head="linear", backbone="test_resnet")
+    full = training.train(tiny_config(tiny_scenes, tmp_path / "full", **settings))
+    part = tmp_path / "part"
+    training.train(tiny_config(tiny_scenes, part, **settings), max_epochs_this_call=1)
+    training.train(tiny_config(tiny_scenes, part, **settings))
+    for name, key in (("best.pt", "model"), ("checkpoint.pt", "ema")):
+        a = torch.load(full / name, weights_only=True)
+        b = torch.load(part / name, weights_only=True)
+        assert a["epoch"] == b["epoch"]
+        for k, v in a[key].items():
+            assert torch.equal(v, b[key][k]), (name, k)
+
+
 # --------------------------------------------------------------------------- clipping
 
 
