@@ -300,11 +300,13 @@ def _headline(tables_dir: Path) -> str:
         table, stamp = tables.read_table(tables_dir, "main")
     except Exception:  # noqa: BLE001 - the index is written even without a table
         return ""
-    shown = tables.display_table("main", table, stamp.leaky_runs if stamp else ())
+    shown = tables.display_table("main", tables.thresholded_rows(table),
+                                 stamp.leaky_runs if stamp else ())
     if shown.empty:
         return ""
     return (shown.to_html(index=False, na_rep="", border=0, escape=True)
-            + "<p class='note'>The full table with its caption: "
+            + "<p class='note'>At threshold 0.5 and with MCC thresholds; the full table "
+              "(also both top-3s) with its caption: "
               "<a href='table_main.html'>main results</a>.</p>")
 
 

@@ -27,8 +27,8 @@ def metrics_block(f1: float, n_plus: int) -> dict:
 def make_run(runs: Path, name: str, seed: int, f1: float, *, labels: int = 20,
              metrics: bool = True, **config) -> Path:
     """``runs/<name>/seed-<seed>/`` with config.json and (unless ``metrics=False``)
-    metrics.json: per-class F1 ``f1`` at 0.5, ``f1 + 0.05`` with MCC thresholds, N+
-    ``round(100 f1)``, mAP ``f1 + 0.2``."""
+    metrics.json: per-class F1 ``f1`` at 0.5, ``f1 + 0.05`` with MCC thresholds, ``f1 - 0.05``
+    top-3, ``f1 - 0.07`` ML-GCN's top-3, N+ ``round(100 f1)``, mAP ``f1 + 0.2``."""
     folder = runs / name / f"seed-{seed}"
     folder.mkdir(parents=True)
     dataset = config.pop("dataset", "data/scenes")
@@ -43,7 +43,8 @@ def make_run(runs: Path, name: str, seed: int, f1: float, *, labels: int = 20,
         (folder / "metrics.json").write_text(json.dumps({
             "split": "test", "leaky": cfg["leaky"], "mean_average_precision": f1 + 0.2,
             "at_0.5": metrics_block(f1, n_plus), "mcc": metrics_block(f1 + 0.05, n_plus + 1),
-            "top5": metrics_block(f1 - 0.1, n_plus), "top3": metrics_block(f1 - 0.05, n_plus)}))
+            "top5": metrics_block(f1 - 0.1, n_plus), "top3": metrics_block(f1 - 0.05, n_plus),
+            "top3_mlgcn": metrics_block(f1 - 0.07, n_plus - 2)}))
     return folder
 
 
@@ -91,6 +92,14 @@ def test_main_table_mean_and_sample_std(runs_dir, tmp_path):
     mcc = main.loc[("gcn-asl", "MCC")]
     assert mcc["per_class_f1_mean"] == pytest.approx(0.58)
     assert mcc["n_plus_mean"] == pytest.approx((51 + 53 + 58) / 3)
+    # both top-3s, named apart, from their own blocks; the ablations compare 0.5 and MCC only
+    top3, mlgcn = main.loc[("gcn-asl", "top-3")], main.loc[("gcn-asl", "top-3 (ML-GCN)")]
+    assert top3["per_class_f1_mean"] == pytest.approx(0.48)
+    assert mlgcn["per_class_f1_mean"] == pytest.approx(0.46)
+    assert mlgcn["n_plus_mean"] == pytest.approx((48 + 50 + 55) / 3)
+    assert list(dict.fromkeys(main.loc["gcn-asl"].index)) == [
+        "0.5", "MCC", "top-3", "top-3 (ML-GCN)"]
+    assert set(pd.read_csv(out / "ablations.csv")["thresholds"].astype(str)) == {"0.5", "MCC"}
     # the unfinished seed of gcn-bce is left out: one seed, no spread
     bce = main.loc[("gcn-bce", "0.5")]
     assert bce["n_seeds"] == 1 and bce["seeds"] == "0" and math.isnan(bce["per_class_f1_std"])
@@ -105,6 +114,19 @@ def test_main_table_mean_and_sample_std(runs_dir, tmp_path):
     assert "| gcn-bce | bce | GCN | 0.5 | 1 | 0.410 | 0.390 | 0.400 |" in md
     assert "mean ± the sample standard deviation" in md   # the caption says what ± is
     assert (out / "main_per_class_f1.png").stat().st_size > 1000
+
+
+def test_runs_without_ml_gcn_top3_get_no_such_row(tmp_path):
+    """Run folders written before ML-GCN's top-3 was recorded: their other rows stay."""
+    runs = tmp_path / "runs"
+    for seed in range(2):
+        folder = make_run(runs, "gcn-asl", seed, 0.5)
+        m = json.loads((folder / "metrics.json").read_text())
+        if seed == 1:
+            del m["top3_mlgcn"]
+        (folder / "metrics.json").write_text(json.dumps(m))
+    main = tables.build_tables(runs, tmp_path / "tables")["main"]
+    assert main["thresholds"].tolist() == ["0.5", "MCC", "top-3"]
 
 
 def test_ablation_paired_difference_against_scipy(runs_dir, tmp_path):
