@@ -2,11 +2,15 @@
 tiny scenes dataset of conftest (seed 0, 96/32/32 images at 48 px), two epochs at 32 px,
 batch 16, seed 0, for three configurations.
 
-Tolerance: measured spread 0. Three runs of these configurations (two with one torch
-thread, one with two) gave bit-identical metrics, so the tolerance is 1e-4 (room for
-another CPU's float rounding), far below the gaps between configurations (mAP 0.260 /
-0.396 / 0.275, per-class F1 at 0.5 against MCC thresholds 0.097 / 0.144): swapping the two
-heads, the two losses or the two thresholds fails. N+ is exact.
+Tolerance: measured spread. On one machine, three runs of these configurations (two with
+one torch thread, one with two) gave bit-identical metrics. Across CPUs they do not: on an
+AMD EPYC with AVX2 only, gcn-bce gave mAP 0.27490 (0.00024 above the golden value, set on
+the machine of an earlier session) and MCC-threshold F1 0.15959 (0.0036 above: one label's
+MCC optimum moved a grid step), the other two configurations the same digits. TOL = 0.005
+covers that and stays below the gaps between configurations (mAP 0.260 / 0.396 / 0.275,
+per-class F1 at MCC thresholds 0.144 / 0.241 / 0.156, at 0.5 0.097 / 0.085 / 0.063, at
+0.5 against MCC thresholds 0.097 / 0.144): swapping the two heads, the two losses or the
+two thresholds fails. N+ may move by one label across CPUs (N_PLUS_TOL); it did not here.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ GOLDEN = {
     ("linear", "asl"): (0.39552393, 0.08532623, 0.24112040, 10),
     ("gcn", "bce"): (0.27466376, 0.06291187, 0.15600716, 6),
 }
-TOL = 1e-4
+TOL = 0.005
+N_PLUS_TOL = 1
 
 
 @pytest.mark.slow
@@ -35,4 +40,4 @@ def test_small_run_reproduces_its_golden_numbers(tiny_scenes, tmp_path, head, lo
            m["mcc"]["per_class_f1"], m["at_0.5"]["n_plus"])
     want = GOLDEN[(head, loss)]
     assert got[:3] == pytest.approx(want[:3], abs=TOL), got
-    assert got[3] == want[3]
+    assert abs(got[3] - want[3]) <= N_PLUS_TOL, got

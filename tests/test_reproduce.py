@@ -21,12 +21,14 @@ pytestmark = pytest.mark.slow
 #: (run, thresholds) -> (per-class F1, mAP, N+): means over seeds 0 and 1 of PARAMS=smoke,
 #: two jobs at once with one CPU thread each (the workflow's setting on a 2-core machine; the
 #: thread count changes float summation order, hence the numbers).
-#: Tolerance: measured spread 0. Runs of the smoke set through Snakemake, locally and on the
-#: one-node SLURM cluster (tests/test_slurm.py), gave bit-identical tables, and the engine
-#: before Snakemake the same numbers to the 3 decimals it recorded (2-core dev box, torch
-#: 2.14.1 CPU), so GOLDEN_TOL = 1e-4 only
-#: leaves room for another CPU's float rounding; N+ (a mean of integers) is exact. Far below
-#: the gaps the set separates: GCN against linear head (F1 0.043 / 0.144 at 0.5), 0.5 against
+#: Tolerance: measured spread. Runs of the smoke set through Snakemake, locally and on the
+#: one-node SLURM cluster (tests/test_slurm.py), agree on one machine; these numbers come
+#: from an AMD EPYC (AVX2) box and agree with those of the engine before Snakemake, on the
+#: machine of an earlier session, to the 3 decimals it recorded. Across CPUs the small
+#: golden run (tests/test_golden_small.py) moved by up to 0.0036 in per-class F1 (an MCC
+#: optimum one grid step away), so GOLDEN_TOL = 0.005 and N+ may move by 2 labels over the
+#: two seeds (N_PLUS_TOL = 1.0 on their mean). That stays below the gaps the set separates:
+#: GCN against linear head (F1 0.043 / 0.144 at 0.5, 0.158 / 0.144 with MCC), 0.5 against
 #: MCC thresholds (F1 0.043 / 0.158 for gcn-asl, N+ 17.5 / 29 for linear-asl), with and
 #: without augmentation (GOLDEN_DELTAS).
 GOLDEN = {
@@ -42,7 +44,8 @@ GOLDEN_DELTAS = {
     ("gcn-augmented-asl", "gcn-asl", "0.5"): -0.04200513,
     ("gcn-augmented-asl", "gcn-asl", "MCC"): -0.00957518,
 }
-GOLDEN_TOL = 1e-4
+GOLDEN_TOL = 0.005
+N_PLUS_TOL = 1.0
 
 
 def check_golden(tables_dir) -> None:
@@ -52,7 +55,7 @@ def check_golden(tables_dir) -> None:
         got = main.loc[(run_name, block)]
         assert got["per_class_f1_mean"] == pytest.approx(f1, abs=GOLDEN_TOL), (run_name, block)
         assert got["mAP_mean"] == pytest.approx(mean_ap, abs=GOLDEN_TOL), (run_name, block)
-        assert got["n_plus_mean"] == n_plus, (run_name, block)
+        assert got["n_plus_mean"] == pytest.approx(n_plus, abs=N_PLUS_TOL), (run_name, block)
     abl = pd.read_csv(tables_dir / "ablations.csv").set_index(["run", "baseline", "thresholds"])
     for key, delta in GOLDEN_DELTAS.items():
         assert abl.loc[key, "per_class_f1_delta_mean"] == pytest.approx(
