@@ -159,3 +159,26 @@ def test_the_settings_name_a_file_of_the_dataset(release, tmp_path, corel_dir):
     root = _copy(release, tmp_path)
     with pytest.raises(DatasetError, match=r"train_aug_mine\.json: .*--fakes mine"):
         _trainer(root, tmp_path, corel_dir, aug_list="train_aug_mine.json")
+
+
+def test_a_named_set_never_shares_a_folder_with_training_images(release, tmp_path):
+    """Training image ``ours/1000.jpeg`` ships ``images/ours/1000_aug.jpeg``, the name set
+    ``ours`` would give the fakes of ``1000.jpeg``: that name is refused."""
+    root = _copy(release, tmp_path)
+    train = json.loads((root / "train.json").read_text())
+    old = train["samples"][1]["image_name"]
+    train["samples"][1]["image_name"] = "ours/1000.jpeg"
+    (root / "train.json").write_text(json.dumps(train))
+    (root / "images" / "ours").mkdir()
+    (root / "images" / old).rename(root / "images" / "ours" / "1000.jpeg")
+    aug = json.loads((root / "train_aug.json").read_text())
+    for s in aug["samples"]:
+        if aug_source_stem(s["image_name"]) == Path(old).stem:
+            new = "ours/1000" + s["image_name"].removeprefix(Path(old).stem)
+            (root / "images" / s["image_name"]).rename(root / "images" / new)
+            s["image_name"] = new
+    (root / "train_aug.json").write_text(json.dumps(aug))
+    before = _hashes(root)
+    with pytest.raises(ConfigError, match="choose another fakes name"):
+        augmentation.augment(root, fakes="ours", limit=1, overwrite=True, **TINY)
+    assert _hashes(root) == before
