@@ -23,6 +23,19 @@ records the new settings first; a later plain run then redoes every image whose 
 differs. The check and the record happen under ``augment_logs/.lock``, shared by all shards.
 Stale temporary files of an interrupted save are removed at the start.
 
+Shipped fakes and named sets (``fakes``): fakes or a ``train_aug.json`` without our record
+(e.g. the Kaggle release of Corel-5k, which ships the reference's 13,500 fakes in ``images/``
+and its ``train_aug.json``) are someone else's: no code path writes, renames or deletes them,
+``overwrite`` included; a job of the set they are in is refused. An augmented run trains on
+them as they are (``TrainConfig.aug_list``, default ``train_aug.json``). This project's fakes
+go beside them in a named set, ``fakes=NAME`` (``--fakes NAME``): fakes
+``images/NAME/<stem>_aug*.jpeg``, records ``augment_logs/NAME/`` (``config.json``, per image
+``<stem>.csv`` and ``<stem>.settings.json``), list ``train_aug_NAME.json`` (training:
+``aug_list: train_aug_NAME.json``); each set resumes, shards and overwrites on its own (the
+lock and the presence file, ``augment_logs/.lock`` and ``.running``, are shared by all). The
+unnamed set (``fakes`` empty, the default) is the layout above. A name whose folder holds
+training images is refused.
+
 CPU threads: ``augment`` trains with one torch thread by default (``threads``): these small
 grouped convolutions gain little from a second intra-op thread and slow down badly when the
 cores are shared; use more cores with shards (one process each). On a GPU, K = 32 or more.
@@ -31,7 +44,8 @@ CLI: ``python -m lib augment DATA_DIR [--preset default|corel5k] [--<setting> VA
 [--shard I/N] [--overwrite] [--no-progress]`` (:func:`augment_main`; one option per
 :class:`WGANConfig` field, and only the options given override the preset), e.g. two CPU
 processes: ``python -m lib augment data/scenes --shard 0/2 & python -m lib augment data/scenes
---shard 1/2``.
+--shard 1/2``; beside the Kaggle release's fakes: ``python -m lib augment data/corel5k
+--preset corel5k --fakes ours``.
 """
 
 from __future__ import annotations
