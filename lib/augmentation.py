@@ -652,7 +652,7 @@ def augment_main(argv: list[str]) -> int:
     try:
         summary = augment(paths.dataset_dir(args.data), config, shard=shard,
                           overwrite=args.overwrite, progress=not args.no_progress)
-    except (SettingsMismatch, DatasetError) as exc:
+    except (SettingsMismatch, DatasetError, ConfigError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=2))

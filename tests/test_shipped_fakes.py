@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from lib import augmentation, standin, training
-from lib.config import ConfigError
+from lib.config import ConfigError, given
 from lib.data import DatasetError, aug_source_stem
 from lib.runs import RunFolder
 from lib.trainer import Trainer
@@ -152,6 +152,12 @@ def test_a_shipped_list_without_fakes_is_never_rewritten(release, tmp_path):
 
 
 def test_the_settings_name_a_file_of_the_dataset(release, tmp_path, corel_dir):
+    args = augmentation.build_parser().parse_args(["data", "--fakes", "ours"])
+    assert augmentation.config_from_args(args).fakes == "ours"
+    assert WGANConfig().fakes == "" and training.TrainConfig().aug_list == "train_aug.json"
+    args = training.train_parser().parse_args(["--aug-list", "train_aug_ours.json"])
+    assert training.build_config("default", given(args, training.TrainConfig)).aug_list == \
+        "train_aug_ours.json"
     with pytest.raises(ConfigError, match="TrainConfig.aug_list"):
         training.TrainConfig(aug_list="../train_aug.json")
     with pytest.raises(ConfigError, match="WGANConfig.fakes"):
