@@ -23,6 +23,19 @@ records the new settings first; a later plain run then redoes every image whose 
 differs. The check and the record happen under ``augment_logs/.lock``, shared by all shards.
 Stale temporary files of an interrupted save are removed at the start.
 
+Shipped fakes and named sets (``fakes``): fakes or a ``train_aug.json`` without our record
+(e.g. the Kaggle release of Corel-5k, which ships the reference's 13,500 fakes in ``images/``
+and its ``train_aug.json``) are someone else's: no code path writes, renames or deletes them,
+``overwrite`` included; a job of the set they are in is refused. An augmented run trains on
+them as they are (``TrainConfig.aug_list``, default ``train_aug.json``). This project's fakes
+go beside them in a named set, ``fakes=NAME`` (``--fakes NAME``): fakes
+``images/NAME/<stem>_aug*.jpeg``, records ``augment_logs/NAME/`` (``config.json``, per image
+``<stem>.csv`` and ``<stem>.settings.json``), list ``train_aug_NAME.json`` (training:
+``aug_list: train_aug_NAME.json``); each set resumes, shards and overwrites on its own (the
+lock and the presence file, ``augment_logs/.lock`` and ``.running``, are shared by all). The
+unnamed set (``fakes`` empty, the default) is the layout above. A name whose folder holds
+training images is refused.
+
 CPU threads: ``augment`` trains with one torch thread by default (``threads``): these small
 grouped convolutions gain little from a second intra-op thread and slow down badly when the
 cores are shared; use more cores with shards (one process each). On a GPU, K = 32 or more.
@@ -31,7 +44,8 @@ CLI: ``python -m lib augment DATA_DIR [--preset default|corel5k] [--<setting> VA
 [--shard I/N] [--overwrite] [--no-progress]`` (:func:`augment_main`; one option per
 :class:`WGANConfig` field, and only the options given override the preset), e.g. two CPU
 processes: ``python -m lib augment data/scenes --shard 0/2 & python -m lib augment data/scenes
---shard 1/2``.
+--shard 1/2``; beside the Kaggle release's fakes: ``python -m lib augment data/corel5k
+--preset corel5k --fakes ours``.
 """
 
 from __future__ import annotations
@@ -91,10 +105,22 @@ class SettingsMismatch(ValueError):
 # --------------------------------------------------------------------------- which images
 
 
-def aug_names(name: str) -> list[str]:
-    """The three generated image names of a training image (the last one marks it done)."""
-    stem = str(PurePosixPath(name).with_suffix(""))
+def aug_names(name: str, fakes: str = "") -> list[str]:
+    """The three generated image names of a training image (the last one marks it done),
+    relative to ``images/``: ``<stem>_aug.jpeg`` ..., under ``<fakes>/`` for a named set."""
+    stem = str((PurePosixPath(fakes) / name).with_suffix(""))
     return [f"{stem}{suffix}.jpeg" for suffix in AUG_SUFFIXES]
+
+
+def list_file(fakes: str = "") -> str:
+    """The list file of a set of fakes: ``train_aug.json``, or ``train_aug_<fakes>.json``."""
+    return f"train_aug_{fakes}.json" if fakes else TRAIN_AUG_FILE
+
+
+def records_dir(dataset_root: str | Path, fakes: str = "") -> Path:
+    """Where a set of fakes keeps its records: ``augment_logs/``, or ``augment_logs/<fakes>/``
+    (the lock and the presence file of every set stay in ``augment_logs/``)."""
+    return Path(dataset_root) / LOG_DIR / fakes
 
 
 def training_order(root: str | Path) -> tuple[list[str], list[str], np.ndarray]:
@@ -149,39 +175,39 @@ def select_images(dataset_root: str | Path, config: WGANConfig) -> list[str]:
 # --------------------------------------------------------------------------- records
 
 
-def _log_path(root: Path, name: str) -> Path:
-    return root / LOG_DIR / f"{PurePosixPath(name).with_suffix('')}.csv"
+def _log_path(root: Path, name: str, fakes: str = "") -> Path:
+    return records_dir(root, fakes) / f"{PurePosixPath(name).with_suffix('')}.csv"
 
 
-def _record_path(root: Path, name: str) -> Path:
-    return root / LOG_DIR / f"{PurePosixPath(name).with_suffix('')}.settings.json"
+def _record_path(root: Path, name: str, fakes: str = "") -> Path:
+    return records_dir(root, fakes) / f"{PurePosixPath(name).with_suffix('')}.settings.json"
 
 
-def recorded_hash(root: str | Path, name: str) -> str | None:
+def recorded_hash(root: str | Path, name: str, fakes: str = "") -> str | None:
     """The settings hash recorded for ``name``'s fakes (None: no readable record)."""
     try:
-        record = json.loads(_record_path(Path(root), name).read_text(encoding="utf-8"))
+        record = json.loads(_record_path(Path(root), name, fakes).read_text(encoding="utf-8"))
         return str(record["settings_hash"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
-def has_fakes(root: str | Path, name: str) -> bool:
+def has_fakes(root: str | Path, name: str, fakes: str = "") -> bool:
     """True when all three fakes of ``name`` exist (whatever made them)."""
-    return all((Path(root) / "images" / aug).is_file() for aug in aug_names(name))
+    return all((Path(root) / "images" / aug).is_file() for aug in aug_names(name, fakes))
 
 
-def is_done(root: str | Path, name: str, config_hash: str) -> bool:
+def is_done(root: str | Path, name: str, config_hash: str, fakes: str = "") -> bool:
     """True when the three fakes of ``name`` exist and were made with the settings of hash
     ``config_hash`` (:func:`settings_hash`)."""
-    return has_fakes(root, name) and recorded_hash(root, name) == config_hash
+    return has_fakes(root, name, fakes) and recorded_hash(root, name, fakes) == config_hash
 
 
-def read_config(dataset_root: str | Path) -> dict[str, Any] | None:
-    """``augment_logs/config.json`` (None when there is none): the recorded ``settings``,
-    their ``settings_hash``, and ``images`` augmented ``of`` the training images,
-    ``selected`` by ``select``."""
-    path = Path(dataset_root) / LOG_DIR / CONFIG_FILE
+def read_config(dataset_root: str | Path, fakes: str = "") -> dict[str, Any] | None:
+    """``augment_logs/config.json`` (``augment_logs/<fakes>/`` for a named set; None when
+    there is none): the recorded ``settings``, their ``settings_hash``, and ``images``
+    augmented ``of`` the training images, ``selected`` by ``select``."""
+    path = records_dir(dataset_root, fakes) / CONFIG_FILE
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -196,23 +222,24 @@ def read_config(dataset_root: str | Path) -> dict[str, Any] | None:
     return out
 
 
-def recorded_config(dataset_root: str | Path) -> WGANConfig | None:
-    """The settings recorded in ``augment_logs/config.json`` (execution settings at their
+def recorded_config(dataset_root: str | Path, fakes: str = "") -> WGANConfig | None:
+    """The settings recorded in the set's ``config.json`` (execution settings at their
     defaults), or None when there is no such file."""
-    recorded = read_config(dataset_root)
+    recorded = read_config(dataset_root, fakes)
     if recorded is None:
         return None
-    where = str(Path(dataset_root) / LOG_DIR / CONFIG_FILE)
+    where = str(records_dir(dataset_root, fakes) / CONFIG_FILE)
     if not isinstance(recorded.get("settings"), dict):
         raise SettingsMismatch(f"{where}: no 'settings' (written by an older version); pass "
                                "overwrite=True (--overwrite) to record the settings afresh")
-    return build(WGANConfig, overrides=recorded["settings"], where=where)
+    return build(WGANConfig, overrides={**recorded["settings"], "fakes": fakes}, where=where)
 
 
-def augmentation_info(dataset_root: str | Path) -> dict[str, Any] | None:
+def augmentation_info(dataset_root: str | Path, fakes: str = "") -> dict[str, Any] | None:
     """``{"images": n, "of": N, "select": ...}``: how many training images have fakes in
-    ``train_aug.json``, of how many, chosen how; None when nothing was recorded."""
-    recorded = read_config(dataset_root)
+    the set's list file, of how many, chosen how; None when nothing was recorded (e.g. the
+    shipped fakes of the Kaggle release)."""
+    recorded = read_config(dataset_root, fakes)
     if recorded is None or "images" not in recorded:
         return None
     return {"images": recorded["images"], "of": recorded["of"], "select": recorded["select"]}
@@ -228,11 +255,13 @@ def _diff(old: dict[str, Any], new: dict[str, Any]) -> str:
 def _check_and_record(root: Path, config: WGANConfig, names: Sequence[str],
                       targets: np.ndarray, overwrite: bool, alone: bool) -> None:
     """Refuse settings other than the recorded ones (unless ``overwrite``, and then only
-    when no other augmentation process runs here); record the new ones. Call under the lock."""
-    path = root / LOG_DIR / CONFIG_FILE
+    when no other augmentation process runs here); refuse fakes or a list file of the set
+    that it did not record; record the new ones. Call under the lock."""
+    fakes = config.fakes
+    path = records_dir(root, fakes) / CONFIG_FILE
     wanted = job_settings(config)
     try:
-        recorded = read_config(root)
+        recorded = read_config(root, fakes)
     except SettingsMismatch:
         if not overwrite:
             raise
@@ -253,16 +282,20 @@ def _check_and_record(root: Path, config: WGANConfig, names: Sequence[str],
                 f"{path}: another augmentation process is running in {root} with the recorded "
                 f"settings ({_diff(old, wanted)}); wait for it or stop it before overwriting")
     else:
-        # fakes without our record are someone else's, e.g. the Kaggle release's 13,500
-        # (the reference's own): never overwritten, not even with overwrite
-        made = [n for n in names if has_fakes(root, n)]
-        if made:
+        # fakes (or a list) without our record are someone else's, e.g. the Kaggle
+        # release's 13,500 (the reference's own): never written, not even with overwrite
+        made = [n for n in names if has_fakes(root, n, fakes)]
+        listed = root / list_file(fakes)
+        if made or listed.is_file():
+            what = (f"{root / 'images'} holds the fakes of {len(made)} training images (e.g. "
+                    f"{aug_names(made[0], fakes)[0]})" if made else f"{listed} exists")
+            other = "another name" if fakes else "a name"
             raise SettingsMismatch(
-                f"{path} is missing, but {root / 'images'} holds the fakes of {len(made)} "
-                f"training images (e.g. {aug_names(made[0])[0]}) made elsewhere (e.g. the "
-                "shipped fakes of the Kaggle release), with unknown settings; they are never "
-                "overwritten: train on them as they are (augmented: true), or generate fakes "
-                "of this project in a copy of the dataset folder without them")
+                f"{path} is missing, but {what}, made elsewhere (e.g. the shipped fakes of the "
+                "Kaggle release), with unknown settings; they are never overwritten: train on "
+                f"them as they are (augmented: true, aug_list: {list_file(fakes)}), or write "
+                f"fakes of this project beside them under {other} (fakes: NAME, --fakes NAME: "
+                "images/NAME/, train_aug_NAME.json; then aug_list: train_aug_NAME.json)")
     _write_config(root, config, names, targets)
 
 
@@ -273,8 +306,8 @@ def _write_config(root: Path, config: WGANConfig, names: Sequence[str],
     selected = selection_order(names, targets, config.select, config.seed)[: config.limit]
     chosen = set(selected)
     config_hash = settings_hash(config)
-    done = [n for n in names if n in chosen and is_done(root, n, config_hash)]
-    atomic_write_json(root / LOG_DIR / CONFIG_FILE, {
+    done = [n for n in names if n in chosen and is_done(root, n, config_hash, config.fakes)]
+    atomic_write_json(records_dir(root, config.fakes) / CONFIG_FILE, {
         "images": len(done), "of": len(names), "select": config.select,
         "limit": config.limit, "selected": len(selected), "settings_hash": config_hash,
         "settings": job_settings(config),
@@ -326,7 +359,7 @@ def _remove_stale_temps(root: Path, alone: bool) -> int:
     now = time.time()
     candidates = [p for folder, pattern in _TEMP_NAMES.items() if (root / folder).is_dir()
                   for p in (root / folder).rglob(".*") if pattern.match(p.name)]
-    candidates += [p for p in root.glob(f".{TRAIN_AUG_FILE}.*.tmp")]
+    candidates += [p for p in root.glob(".train_aug*.json.*.tmp")]  # every set's list
     for path in candidates:
         with contextlib.suppress(FileNotFoundError):
             if alone or now - path.stat().st_mtime > STALE_TEMP_SECONDS:
@@ -342,18 +375,19 @@ def _lock(root: Path):
 # --------------------------------------------------------------------------- dataset run
 
 
-def write_train_aug(dataset_root: str | Path) -> Path:
-    """(Re)build ``train_aug.json`` from the selected training images whose fakes were made
-    with the recorded settings, in training order (deterministic whatever the shards did),
-    and update the counts of ``augment_logs/config.json``; under the lock."""
+def write_train_aug(dataset_root: str | Path, fakes: str = "") -> Path:
+    """(Re)build the set's list (``train_aug.json``, or ``train_aug_<fakes>.json``) from the
+    selected training images whose fakes were made with the recorded settings, in training
+    order (deterministic whatever the shards did), and update the counts of the set's
+    ``config.json``; under the lock. A set without a record is never written."""
     root = Path(dataset_root)
     labels, names, targets = training_order(root)
     # scan and write under one lock: a shard finishing later never loses to a stale scan
     with _lock(root):
-        config = recorded_config(root)
+        config = recorded_config(root, fakes)
         if config is None:
-            raise FileNotFoundError(f"{root / LOG_DIR / CONFIG_FILE}: no recorded settings "
-                                    "(run `python -m lib augment` first)")
+            raise FileNotFoundError(f"{records_dir(root, fakes) / CONFIG_FILE}: no recorded "
+                                    "settings (run `python -m lib augment` first)")
         _, done = _write_config(root, config, names, targets)
         done_set = set(done)
         samples = []
@@ -361,8 +395,9 @@ def write_train_aug(dataset_root: str | Path) -> Path:
             if name in done_set:
                 image_labels = [labels[j] for j in np.flatnonzero(row)]
                 samples += [{"image_name": aug, "image_labels": image_labels}
-                            for aug in aug_names(name)]
-        return atomic_write_json(root / TRAIN_AUG_FILE, {"labels": labels, "samples": samples})
+                            for aug in aug_names(name, fakes)]
+        return atomic_write_json(root / list_file(fakes),
+                                 {"labels": labels, "samples": samples})
 
 
 def parse_shard(value: str | Sequence[int]) -> tuple[int, int]:
@@ -406,6 +441,10 @@ def augment(dataset_root: str | Path, config: WGANConfig | None = None, *,
     root = Path(dataset_root)
     index, count = parse_shard(shard)
     labels, names, targets = training_order(root)
+    inside = [n for n in names if n.startswith(f"{config.fakes}/")] if config.fakes else []
+    if inside:  # their fakes or records could be those of the named set
+        raise ConfigError(f"{root / 'train.json'}: training image {inside[0]!r} is in "
+                          f"images/{config.fakes}/; choose another fakes name")
     config_hash = settings_hash(config)
     with contextlib.ExitStack() as stack:
         presence = _Presence(root)
@@ -418,12 +457,14 @@ def augment(dataset_root: str | Path, config: WGANConfig | None = None, *,
             selected = selection_order(names, targets, config.select, config.seed)
             selected = selected[: config.limit]
             mine = selected[index::count]
-            pending = [n for n in mine if overwrite or not is_done(root, n, config_hash)]
+            pending = [n for n in mine
+                       if overwrite or not is_done(root, n, config_hash, config.fakes)]
         trained, seconds = _train_pending(root, pending, config, f"{index}/{count}", progress)
-    out = write_train_aug(root)
-    info = read_config(root) or {}
+    out = write_train_aug(root, config.fakes)
+    info = read_config(root, config.fakes) or {}
     return {
-        "dataset": paths.portable(root), "shard": f"{index}/{count}", "select": config.select,
+        "dataset": paths.portable(root), "fakes": config.fakes, "shard": f"{index}/{count}",
+        "select": config.select,
         "images": info.get("images"), "of": len(names), "selected": len(selected),
         "images_in_shard": len(mine), "skipped_done": len(mine) - len(pending),
         "trained": trained, "seconds": round(seconds, 2),
@@ -466,7 +507,8 @@ def _train_pending(root: Path, pending: list[str], config: WGANConfig, shard: st
             result = train_group(images, [image_seed(config.seed, n) for n in batch], config,
                                  on_iteration=tick)
             for j, name in enumerate(batch):
-                _save_image_outputs(root, name, result, j, {"image": name, **record})
+                _save_image_outputs(root, name, result, j, {"image": name, **record},
+                                    config.fakes)
             trained += len(batch)
             bar.n = done_before + len(batch)
             bar.refresh()
@@ -492,46 +534,48 @@ def _load(root: Path, name: str, config: WGANConfig) -> torch.Tensor:
 
 
 def _save_image_outputs(root: Path, name: str, result: GroupResult, j: int,
-                        record: dict[str, Any]) -> None:
+                        record: dict[str, Any], fakes: str = "") -> None:
     """The last fake of a redone image goes first; then the loss log, the settings record
-    and the three fakes: the last file written marks the image done, with these settings."""
-    fakes = aug_names(name)
-    (root / "images" / fakes[-1]).unlink(missing_ok=True)
+    and the three fakes: the last file written marks the image done, with these settings.
+    Only files of the set ``fakes`` are written (its settings record guards them)."""
+    files = aug_names(name, fakes)
+    (root / "images" / files[-1]).unlink(missing_ok=True)
     log = pd.DataFrame({"iteration": np.arange(len(result.critic_loss)),
                         "critic_loss": result.critic_loss[:, j],
                         "generator_loss": result.generator_loss[:, j]})
-    atomic_save(_log_path(root, name), lambda p: log.to_csv(p, index=False))
-    atomic_write_json(_record_path(root, name), record)
+    atomic_save(_log_path(root, name, fakes), lambda p: log.to_csv(p, index=False))
+    atomic_write_json(_record_path(root, name, fakes), record)
     variants = fake_variants([result.fakes[i, j] for i in range(3)])
-    for aug, array in zip(fakes, variants, strict=True):
+    for aug, array in zip(files, variants, strict=True):
         atomic_write_bytes(root / "images" / aug, jpeg_bytes(array))
 
 
 # --------------------------------------------------------------------------- reading results
 
 
-def done_images(dataset_root: str | Path) -> list[str]:
+def done_images(dataset_root: str | Path, fakes: str = "") -> list[str]:
     """The selected training images (training order) whose fakes were made with the recorded
-    settings: those of ``train_aug.json`` once it is rebuilt; [] when nothing is recorded."""
+    settings: those of the set's list once it is rebuilt; [] when nothing is recorded."""
     root = Path(dataset_root)
-    config = recorded_config(root)
+    config = recorded_config(root, fakes)
     if config is None:
         return []
     _, names, targets = training_order(root)
     chosen = set(selection_order(names, targets, config.select, config.seed)[: config.limit])
     config_hash = settings_hash(config)
-    return [n for n in names if n in chosen and is_done(root, n, config_hash)]
+    return [n for n in names if n in chosen and is_done(root, n, config_hash, fakes)]
 
 
-def load_logs(dataset_root: str | Path, names: Sequence[str] | None = None) -> pd.DataFrame:
-    """Loss curves of augmented images (all, or ``names``), long format with an ``image``
-    column, in training order."""
+def load_logs(dataset_root: str | Path, names: Sequence[str] | None = None,
+              fakes: str = "") -> pd.DataFrame:
+    """Loss curves of augmented images (all, or ``names``) of the set ``fakes``, long format
+    with an ``image`` column, in training order."""
     root = Path(dataset_root)
     if names is None:
         _, names, _ = training_order(root)
     frames = []
     for name in names:
-        path = _log_path(root, name)
+        path = _log_path(root, name, fakes)
         if path.is_file():
             frames.append(pd.read_csv(path).assign(image=name))
     if not frames:
@@ -540,19 +584,20 @@ def load_logs(dataset_root: str | Path, names: Sequence[str] | None = None) -> p
         ["image", "iteration", "critic_loss", "generator_loss"]]
 
 
-def augmentation_coverage(dataset_root: str | Path) -> pd.DataFrame:
+def augmentation_coverage(dataset_root: str | Path, fakes: str = "") -> pd.DataFrame:
     """Per label: ``train_images`` (training images carrying it), ``augmented_images`` (those
-    of them whose fakes ``train_aug.json`` lists) and their ``share`` (NaN for a label without
-    training images); rarest labels first, ties by name."""
+    of them whose fakes the set's list file lists) and their ``share`` (NaN for a label
+    without training images); rarest labels first, ties by name."""
     root = Path(dataset_root)
     labels, names, targets = training_order(root)
     sources: set[str] = set()
-    path = root / TRAIN_AUG_FILE
+    path = root / list_file(fakes)
     if path.is_file():
-        suffix = f"{AUG_SUFFIXES[0]}.jpeg"
+        prefix, suffix = f"{fakes}/" if fakes else "", f"{AUG_SUFFIXES[0]}.jpeg"
         listed = json.loads(path.read_text(encoding="utf-8")).get("samples", [])
-        sources = {s["image_name"][: -len(suffix)] for s in listed
-                   if str(s.get("image_name", "")).endswith(suffix)}
+        sources = {s["image_name"][len(prefix): -len(suffix)] for s in listed
+                   if str(s.get("image_name", "")).startswith(prefix)
+                   and str(s.get("image_name", "")).endswith(suffix)}
     has = np.array([str(PurePosixPath(n).with_suffix("")) in sources for n in names], dtype=bool)
     carries = np.asarray(targets, dtype=bool)
     n_train = carries.sum(axis=0)
@@ -607,7 +652,7 @@ def augment_main(argv: list[str]) -> int:
     try:
         summary = augment(paths.dataset_dir(args.data), config, shard=shard,
                           overwrite=args.overwrite, progress=not args.no_progress)
-    except (SettingsMismatch, DatasetError) as exc:
+    except (SettingsMismatch, DatasetError, ConfigError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=2))
@@ -618,7 +663,7 @@ __all__ = [
     "CONFIG_FILE", "LOCK_FILE", "LOG_DIR", "PRESENCE_FILE", "STALE_TEMP_SECONDS",
     "TRAIN_AUG_FILE", "SettingsMismatch", "aug_names", "augment", "augment_main",
     "augmentation_coverage", "augmentation_info", "build_parser", "config_from_args",
-    "done_images", "has_fakes", "is_done", "load_logs", "parse_shard", "read_config",
-    "recorded_config", "recorded_hash", "select_images", "selection_order", "training_order",
-    "write_train_aug",
+    "done_images", "has_fakes", "is_done", "list_file", "load_logs", "parse_shard",
+    "read_config", "records_dir", "recorded_config", "recorded_hash", "select_images",
+    "selection_order", "training_order", "write_train_aug",
 ]

@@ -223,20 +223,23 @@ def aug_source_stem(name: str) -> str | None:
 
 
 def load_dataset(
-    root: str | Path, *, check_images: bool = True, val_fraction: float = 0.1, seed: int = 0
+    root: str | Path, *, check_images: bool = True, val_fraction: float = 0.1, seed: int = 0,
+    aug_list: str = SPLIT_FILES["train_aug"],
 ) -> AnnotatedDataset:
     """Load and check a dataset folder in the Corel-5k JSON format.
 
     ``check_images=False`` reads the annotations only (statistics, the label graph);
     ``val_fraction`` of ``train.json`` becomes the validation split (seeded by ``seed``)
-    when ``val.json`` is absent. Raises :class:`DatasetError` on any bad input."""
+    when ``val.json`` is absent; ``aug_list`` is the file read as the ``train_aug`` split
+    (``train_aug_<name>.json``: a named set of fakes, :mod:`lib.augmentation`). Raises
+    :class:`DatasetError` on any bad input."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset folder not found (the embedded default is drawn "
                            "with `python -m lib synth data/scenes`)")
     if not 0.0 <= val_fraction < 1.0:
         raise DatasetError(f"{root}: val_fraction must be in [0, 1), got {val_fraction}")
-    files = {split: root / name for split, name in SPLIT_FILES.items()}
+    files = {split: root / name for split, name in {**SPLIT_FILES, "train_aug": aug_list}.items()}
     for split in ("train", "test"):
         if not files[split].is_file():
             raise DatasetError(f"{files[split]}: required {split} file is missing")

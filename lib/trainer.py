@@ -152,7 +152,8 @@ class Trainer:
         root = paths.dataset_dir(c.data)
         reference = c.protocol == "reference"
         self.dataset = data.load_dataset(root, seed=c.seed,
-                                         val_fraction=0.0 if reference else c.val_fraction)
+                                         val_fraction=0.0 if reference else c.val_fraction,
+                                         aug_list=c.aug_list)
         if reference:  # the reference has no validation split: every image trains
             self.dataset.splits.pop("val", None)
         self.labels = list(self.dataset.labels)
@@ -161,10 +162,13 @@ class Trainer:
         self.train_split = "train"
         self.augmentation: dict[str, Any] | None = None
         if c.augmented:
+            # train_aug_NAME.json lists the named set NAME (lib.augmentation); train_aug.json ""
+            fakes = c.aug_list.removeprefix("train_aug").removeprefix("_").removesuffix(".json")
             if "train_aug" not in self.dataset.splits:
-                raise data.DatasetError(f"{root / 'train_aug.json'}: augmented=True but the "
-                                        "dataset has no train_aug.json (run `python -m lib "
-                                        "augment` first)")
+                option = f" --fakes {fakes}" if fakes else ""
+                raise data.DatasetError(f"{root / c.aug_list}: augmented=True but the "
+                                        f"dataset has no {c.aug_list} (run `python -m lib "
+                                        f"augment{option}` first)")
             aug = self.dataset.splits["train_aug"]
             names += list(aug.names)
             targets = np.concatenate([targets, aug.targets])
@@ -172,7 +176,7 @@ class Trainer:
             from lib import augmentation
 
             sources = {data.aug_source_stem(n) for n in aug.names}
-            recorded = augmentation.augmentation_info(root) or {}
+            recorded = augmentation.augmentation_info(root, fakes) or {}
             self.augmentation = {"images": len(sources - {None}), "of": len(train.names),
                                  "fakes": len(aug.names), "select": recorded.get("select")}
         self.eval_splits = [s for s in ("val", "test") if s in self.dataset.splits]

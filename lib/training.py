@@ -23,6 +23,7 @@ import argparse
 import json
 import logging
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +77,10 @@ class TrainConfig:
     embeddings: str = setting("glove-6b-50d", help="label-vector source (lib.embeddings)")
     hidden: int = setting(1024, help="GCN hidden size")
     augmented: bool = setting(False, help="train on train + train_aug (ML-WGAN fakes)")
+    aug_list: str = setting("train_aug.json", help="the list of fakes of augmented runs, in the "
+                                                   "dataset folder: train_aug.json (the Kaggle "
+                                                   "release's: the reference's fakes) or "
+                                                   "train_aug_NAME.json (augment --fakes NAME)")
     pretrained: bool = setting(False, help="ImageNet weights from timm")
     weights: str | None = setting(None, help="backbone weights file")
     seed: int = setting(0, help="seed of every random source")
@@ -138,6 +143,9 @@ class TrainConfig:
             raise ConfigError("TrainConfig.mean and TrainConfig.std go together")
         if self.std is not None and min(self.std) <= 0:
             raise ConfigError(f"TrainConfig.std must be positive, got {self.std}")
+        if not re.fullmatch(r"train_aug(_[A-Za-z0-9][A-Za-z0-9_-]*)?\.json", self.aug_list):
+            raise ConfigError(f"TrainConfig.aug_list={self.aug_list!r}: expected train_aug.json "
+                              "or train_aug_NAME.json (a file of the dataset folder)")
         if self.protocol == "reference" and self.amp:
             raise ConfigError("TrainConfig.amp: the reference protocol is fp32; leave amp "
                               "unset or false")

@@ -51,6 +51,7 @@ import hashlib
 import io
 import json
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -75,6 +76,11 @@ INITS = ("dcgan", "reference")
 EXECUTION_ONLY = ("batch_images", "device", "threads")
 #: settings that choose the images, not their fakes (recorded per job, not per image)
 SELECTION_SETTINGS = ("select", "limit")
+#: the setting that names where a set of fakes goes (its folder of records says it: never
+#: recorded in it)
+PLACE_SETTINGS = ("fakes",)
+#: a name of a set of fakes (``fakes``): a folder name under ``images/`` and ``augment_logs/``
+FAKES_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
 # --------------------------------------------------------------------------- settings
@@ -106,6 +112,10 @@ class WGANConfig:
                                "random order, or those with the rarest labels")
     limit: int | None = setting(None, help="augment only the first N images of that order "
                                            "(none: all)")
+    fakes: str = setting("", help="the set of fakes written: empty: images/<stem>_aug*.jpeg, "
+                                  "augment_logs/ and train_aug.json; NAME: images/NAME/, "
+                                  "augment_logs/NAME/ and train_aug_NAME.json, beside "
+                                  "shipped fakes (the Kaggle release's)")
     init: str = setting("dcgan", choices=INITS,
                         help="dcgan: BN scales N(1, 0.02), no bias before BN; reference: the "
                              "reference's BN scales N(0, 0.02) and PyTorch-default biases")
@@ -133,6 +143,9 @@ class WGANConfig:
             raise ConfigError(f"WGANConfig.betas must be in [0, 1), got {self.betas}")
         check_choice(self, "select")
         check_choice(self, "init")
+        if self.fakes and not FAKES_NAME.match(self.fakes):
+            raise ConfigError(f"WGANConfig.fakes={self.fakes!r}: a name of letters, digits, _ "
+                              "and - (a folder under images/ and augment_logs/), or empty")
         try:
             torch.device(self.device)
         except (RuntimeError, ValueError):
@@ -155,7 +168,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def fake_settings(config: WGANConfig) -> dict[str, Any]:
     """The settings an image's fakes depend on (with the image name), JSON-ready."""
-    skip = set(EXECUTION_ONLY) | set(SELECTION_SETTINGS)
+    skip = set(EXECUTION_ONLY) | set(SELECTION_SETTINGS) | set(PLACE_SETTINGS)
     if config.init == "dcgan":  # the original initialisation: hashes of existing fakes hold
         skip.add("init")
     return {k: v for k, v in to_dict(config).items() if k not in skip}
@@ -163,7 +176,8 @@ def fake_settings(config: WGANConfig) -> dict[str, Any]:
 
 def job_settings(config: WGANConfig) -> dict[str, Any]:
     """What ``augment_logs/config.json`` records: :func:`fake_settings` and the selection."""
-    return {k: v for k, v in to_dict(config).items() if k not in EXECUTION_ONLY}
+    skip = set(EXECUTION_ONLY) | set(PLACE_SETTINGS)
+    return {k: v for k, v in to_dict(config).items() if k not in skip}
 
 
 def settings_hash(config: WGANConfig) -> str:
