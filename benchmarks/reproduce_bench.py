@@ -182,15 +182,6 @@ def summarize(folder: Path) -> str:
                   f"{r.get('peak_rss_process_tree_gb')} GB for the process tree, "
                   f"{r.get('peak_rss_largest_process_gb')} GB for the largest process "
                   f"(target under {TARGET_BYTES // 1024**3} GB)."]
-    if "reproduce_seeds" in jsons:
-        r = jsons["reproduce_seeds"]
-        before, after = r.get("before", {}), r.get("after", {})
-        hand = "" if r.get("provenance") else " (recorded by hand, not by a script)"
-        lines += ["", f"`make reproduce` with seeds{hand} {after.get('seeds')} x "
-                  f"{after.get('configurations')} configurations: {after.get('wall_seconds')} s, "
-                  f"against {before.get('wall_seconds')} s before seeds (commit "
-                  f"`{before.get('commit')}`), back to back on one machine: "
-                  f"{r.get('time_ratio')}x (budget {r.get('target_ratio')}x)."]
     for stem in sorted(set(jsons) | set(logs)):
         lines += ["", f"## {stem}", ""]
         if stem in jsons:

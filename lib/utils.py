@@ -390,14 +390,17 @@ def seed_everything(seed: int) -> None:
 
 
 def git_commit() -> str:
-    """Commit of the checkout (with ``-dirty`` when there are changes), or ``unknown``."""
+    """Commit of the checkout (with ``-dirty`` when a tracked file outside ``results/`` has
+    changes: regenerating the committed results does not make their code dirty), or
+    ``unknown``."""
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"],
             cwd=ROOT, capture_output=True, text=True, check=True,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+             ":(exclude)results"],
             cwd=ROOT, capture_output=True, text=True, check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):

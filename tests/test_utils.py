@@ -164,3 +164,31 @@ def test_read_text_json_yaml_name_the_file(tmp_path):
         utils.read_yaml(yml)
     yml.write_text("a: 1\n")
     assert utils.read_yaml(yml) == {"a": 1}
+
+
+def test_git_commit_is_dirty_for_code_changes_not_for_regenerated_results(tmp_path,
+                                                                          monkeypatch):
+    """The commit stamp of tables and benchmarks: ``-dirty`` when tracked code or docs
+    changed, clean when only the committed results under results/ were regenerated."""
+    import subprocess
+
+    from lib import utils
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                       cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "results" / "default").mkdir(parents=True)
+    (tmp_path / "results" / "default" / "main.csv").write_text("a\n1\n")
+    (tmp_path / "lib.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "one")
+    monkeypatch.setattr(utils, "ROOT", tmp_path)
+    sha = utils.git_commit()
+    assert len(sha) == 12 and not sha.endswith("-dirty")
+    (tmp_path / "results" / "default" / "main.csv").write_text("a\n2\n")
+    (tmp_path / "new.txt").write_text("untracked")
+    assert utils.git_commit() == sha
+    (tmp_path / "lib.py").write_text("x = 2\n")
+    assert utils.git_commit() == sha + "-dirty"
