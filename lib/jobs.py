@@ -4,8 +4,9 @@
 into its executed copy (written only on success; a failing run keeps its executed copy as
 ``<name>.failed.ipynb`` and the error names the notebook and the cell);
 ``python -m lib.jobs dataset`` draws a parameter set's dataset; ``augment`` runs one shard of
-the ML-WGAN augmentation; ``train`` trains one (configuration, seed) (under ``torchrun`` for
-several GPUs); ``tables`` builds the results tables; ``reports`` renders the HTML reports.
+the ML-WGAN augmentation; ``train`` trains one (configuration, seed) as notebook 04 would
+(through ``torchrun`` with ``--gpus K > 1``), and notebook 04 then shows the configuration's
+seeds; ``tables`` builds the results tables; ``reports`` renders the HTML reports.
 
 Every job takes ``--gpus K`` GPUs out of ``--gpu-count N`` of the machine: it holds K slot
 locks ``<results>/.gpus/gpu-<i>.lock`` for its lifetime and sets ``CUDA_VISIBLE_DEVICES``
@@ -255,26 +256,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpus", type=int, default=0)
     parser.add_argument("--gpu-count", type=int, default=0)
     parser.add_argument("--timeout", type=int, default=None)
-    parser.add_argument("--ddp", action="store_true",
-                        help="with --gpus K > 1: train first on K processes through torchrun")
     args = parser.parse_args(argv)
     values = json.loads(args.parameters)
     results = (args.results or paths.results_root()).resolve()
     claim_gpus(args.gpus, args.gpu_count, results / ".gpus")
     kernel_env(results, args.threads)
-    if args.job == "notebook" and args.ddp and args.gpus > 1:
+    if args.job == "train" and args.gpus > 1 and "LOCAL_RANK" not in os.environ:
         import subprocess
 
-        subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                        f"--nproc_per_node={args.gpus}", "-m", "lib.jobs", "train",
-                        "--parameters", args.parameters, "--results", str(results)], check=True)
+        # one process per GPU (DDP, the global batch of one process), each running this job;
+        # this process keeps the GPU slot locks until they finish
+        return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                               f"--nproc_per_node={args.gpus}", "-m", "lib.jobs",
+                               *(argv if argv is not None else sys.argv[1:])]).returncode
     if args.job == "notebook":
         execute(args.paths[0].resolve(), args.paths[1].resolve(), values, args.timeout)
     elif args.job == "dataset":
         draw_dataset(args.params, args.paths[0])
     elif args.job == "augment":
         augment_shard(args.paths[0], out=args.paths[1], **values)
-    elif args.job == "train":  # under torchrun for several GPUs; notebook 04 then shows it
+    elif args.job == "train":
         from lib import training
 
         training.train_seeds(values["run_name"], values["dataset"], values["seeds"],

@@ -581,7 +581,9 @@ class Trainer:
             self.resume()
         elif self.folder.path.exists():
             self.folder.clear_results()
-        self.folder.write_config(self.run_config())
+        if not (resumed and self._complete() and self.folder.finished):
+            # a finished run that is kept keeps the record of the call that trained it
+            self.folder.write_config(self.run_config())
         self.dist.barrier()
         complete = self.fit(max_epochs_this_call)
         if complete and (self.trained_now or not self.folder.finished):

@@ -1,6 +1,7 @@
 """The Snakemake workflow (workflow/Snakefile) on small stand-in notebooks that this test
-writes (same stems and parameters cells as the real ones, trivial bodies): what reruns after
-an edit, dry-run reasons, a failing notebook, parameter-set errors, GPU slots, lib triggers."""
+writes (same stems and parameters cells as the real ones, trivial bodies) and real training
+jobs (one epoch on the tiny scenes): what reruns after an edit, dry-run reasons, a failing
+notebook, parameter-set errors, GPU slots, lib triggers."""
 
 from __future__ import annotations
 
@@ -22,30 +23,30 @@ from lib import jobs, paths
 RESULTS = "pathlib.Path(os.environ['AIA_RESULTS_DIR'])"
 STANDINS = {
     "01_dataset_statistics": ("dataset = 'scenes'\nseed = 0\ntop_k = 20",
-                              "import os, pathlib, time\nfrom lib import graph\n"
+                              "import os, pathlib, time\nfrom lib.plots import dataset\n"
                               f"({RESULTS} / 'stats.txt').write_text(f'{{top_k}}')\n"
                               "if top_k == 99:  # the Ctrl-C test: say who we are, then wait\n"
                               f"    ({RESULTS} / 'kernel.pid').write_text(str(os.getpid()))\n"
                               "    time.sleep(600)"),
-    "04_training": (
+    "04_training": (  # shows the seeds the train jobs trained
         "run_name = 'gcn-asl'\ndataset = 'scenes'\nseeds = [0]\npreset = 'default'\n"
         "overrides = {}",
         "import json, os, pathlib\nfor seed in seeds:\n"
-        f"    d = {RESULTS} / 'runs' / run_name / f'seed-{{seed}}'\n"
-        "    d.mkdir(parents=True, exist_ok=True)\n"
-        "    for f in ('config.json', 'metrics.json', 'thresholds.json', 'predictions.csv'):\n"
-        "        (d / f).write_text(json.dumps({'overrides': overrides, 'seed': seed}))"),
+        f"    config = json.loads(({RESULTS} / 'runs' / run_name / f'seed-{{seed}}' / "
+        "'config.json').read_text())\n"
+        "    assert config['epochs'] == overrides['epochs'] and config['seed'] == seed"),
     "05_evaluation": ("run_name = 'gcn-asl'\nseed = 0\nn_examples = 12",
                       "fail = 1 / 0 if n_examples == 13 else None"),
     "07_graph_gain": ("setting = 'mcc'", "x = 1"),
 }
-SET = {"seeds": [0, 1], "01_dataset_statistics": {"top_k": 5}, "04_training": {"epochs": 1},
+SET = {"seeds": [0], "01_dataset_statistics": {"top_k": 5},
+       "04_training": {"epochs": 1, "image_size": 32, "batch_size": 32, "hidden": 64},
        "runs": {"plain": {"loss": "bce", "head": "linear"}, "gcn": {"head": "gcn"}},
        "evaluate_run": "plain"}
 
 
 @pytest.fixture
-def repo(tmp_path):
+def repo(tmp_path, tiny_scenes):
     nbs = tmp_path / "notebooks"
     nbs.mkdir()
     for stem, (params_cell, body) in STANDINS.items():
@@ -57,8 +58,7 @@ def repo(tmp_path):
                                      "language": "python"}
         nbformat.write(nb, nbs / f"{stem}.ipynb")
     data = tmp_path / "data"
-    data.mkdir()
-    (data / "train.json").write_text('{"labels": ["a"], "samples": []}')
+    shutil.copytree(tiny_scenes, data)
     return {"nbs": nbs, "data": data, "yaml": tmp_path / "p.yaml", "results": tmp_path / "r",
             "root": paths.ROOT}
 
@@ -67,7 +67,8 @@ def command(repo, body, *extra) -> tuple[list[str], dict]:
     repo["yaml"].write_text(yaml.safe_dump(body))
     repo["results"].mkdir(exist_ok=True)
     targets = [str(repo["results"] / "executed" / f"{s}.ipynb")
-               for s in ("01_dataset_statistics", "05_evaluation", "07_graph_gain")]
+               for s in ("01_dataset_statistics", "05_evaluation", "07_graph_gain",
+                         *(f"04_training__{r}" for r in body.get("runs", {})))]
     root = repo["root"]
     cmd = [sys.executable, "-m", "snakemake", "-s", str(root / "workflow" / "Snakefile"),
            "-d", str(repo["results"]), "--cores", "2", *extra, *targets,
@@ -82,36 +83,51 @@ def snake(repo, body, *extra):
 
 
 def ran(result) -> list[str]:
-    """Executed notebooks a run (or dry run) produced, from Snakemake's job log."""
+    """The jobs a run (or dry run) ran, from Snakemake's job log: executed notebooks by name,
+    training jobs as ``train <run>/seed-<n>``."""
     out = result.stdout + result.stderr
-    return sorted({Path(line.split("output: ")[1].split(",")[0]).stem
-                   for line in out.splitlines() if line.strip().startswith("output: ")
-                   and "/executed/" in line})
+    names = set()
+    for line in out.splitlines():
+        if line.strip().startswith("output: "):
+            first = Path(line.split("output: ")[1].split(",")[0])
+            if first.parent.parent.parent.name == "runs":
+                names.add(f"train {first.parent.parent.name}/{first.parent.name}")
+            elif first.parent.name == "executed":
+                names.add(first.stem)
+    return sorted(names)
 
 
 def test_staleness(repo):
     first = snake(repo, SET)
     assert first.returncode == 0, first.stderr[-3000:]
-    assert ran(first) == ["01_dataset_statistics", "04_training__gcn__seed-0",
-                          "04_training__gcn__seed-1", "04_training__plain__seed-0",
-                          "04_training__plain__seed-1", "05_evaluation", "07_graph_gain"]
+    assert ran(first) == ["01_dataset_statistics", "04_training__gcn", "04_training__plain",
+                          "05_evaluation", "07_graph_gain", "train gcn/seed-0",
+                          "train plain/seed-0"]
     assert (repo["results"] / "stats.txt").read_text() == "5"
     assert snake(repo, SET).stdout.count("output: ") == 0          # nothing to do
     # one run's value: that run's jobs and what reads them (07 reads every run)
     changed = json.loads(json.dumps(SET))
     changed["runs"]["gcn"]["loss"] = "focal"
     dry = snake(repo, changed, "-n")
-    assert ran(dry) == ["04_training__gcn__seed-0", "04_training__gcn__seed-1", "07_graph_gain"]
+    assert ran(dry) == ["04_training__gcn", "07_graph_gain", "train gcn/seed-0"]
     assert "Params have changed" in dry.stdout + dry.stderr         # the reason is given
     assert snake(repo, changed).returncode == 0
     # a new seed trains only that seed
-    changed["runs"]["plain"]["seeds"] = [0, 1, 2]
-    assert ran(snake(repo, changed)) == ["04_training__plain__seed-2", "07_graph_gain"]
+    changed["runs"]["plain"]["seeds"] = [0, 1]
+    assert ran(snake(repo, changed)) == ["04_training__plain", "07_graph_gain",
+                                         "train plain/seed-1"]
+    for run, seed, loss, head in (("gcn", 0, "focal", "gcn"), ("plain", 1, "bce", "linear")):
+        config = json.loads((repo["results"] / "runs" / run / f"seed-{seed}" / "config.json")
+                            .read_text())                       # what the train job trained
+        assert (config["loss"], config["head"], config["epochs"], config["seed"]) == (
+            loss, head, 1, seed)
 
 
 def test_lib_source_change_reruns_what_imports_it(repo, tmp_path):
-    """An edited lib/ module reruns the jobs whose notebooks import it (through other lib
-    modules too) and nothing else: 01 imports lib.graph, 05 and 07 import nothing of lib.
+    """An edited lib/ module reruns the jobs whose code imports it (through other lib
+    modules too) and nothing else: only notebook 01 imports lib.plots.dataset; training
+    (the train jobs and notebook 04) imports lib.losses, which 01, 05 and 07 do not (05 and
+    07 rerun as readers of the runs).
     Run on a copy of lib/ and workflow/, so the repository's own files are never touched."""
     clone = tmp_path / "clone"
     for part in ("lib", "workflow", "params"):
@@ -120,13 +136,21 @@ def test_lib_source_change_reruns_what_imports_it(repo, tmp_path):
     repo["root"] = clone
     assert snake(repo, SET).returncode == 0
     assert ran(snake(repo, SET, "-n")) == []
-    graph = clone / "lib" / "graph.py"
-    graph.write_text(graph.read_text() + "\n# edited\n")
-    later = graph.stat().st_mtime_ns + 10**9           # one second newer than any output
-    os.utime(graph, ns=(later, later))
-    dry = snake(repo, SET, "-n")
+
+    def edit(name):
+        source = clone / "lib" / name
+        source.write_text(source.read_text() + "\n# edited\n")
+        later = source.stat().st_mtime_ns + 10**9       # one second newer than any output
+        os.utime(source, ns=(later, later))
+        return snake(repo, SET, "-n")
+
+    dry = edit("plots/dataset.py")
     assert ran(dry) == ["01_dataset_statistics"], dry.stdout[-2000:]
-    assert "Updated input files" in dry.stdout + dry.stderr and "graph.py" in dry.stdout
+    assert "Updated input files" in dry.stdout + dry.stderr and "dataset.py" in dry.stdout
+    dry = edit("losses.py")
+    assert ran(dry) == ["01_dataset_statistics", "04_training__gcn", "04_training__plain",
+                        "05_evaluation", "07_graph_gain", "train gcn/seed-0",
+                        "train plain/seed-0"], dry.stdout[-2000:]
 
 
 def test_ctrl_c_stops_every_kernel(repo):

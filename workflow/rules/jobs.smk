@@ -1,7 +1,9 @@
-# The jobs: dataset, notebooks 01-03 and 05-07, ML-WGAN shards, one training job per
-# (configuration, seed), the tables and the reports. Each job is one `python -m lib.jobs`
-# process (lib/jobs.py) with a benchmark file under <results>/benchmarks/<rule>/.
+# The jobs: dataset, ML-WGAN shards, one training job per (configuration, seed), the
+# notebooks (01-03, 04 once per configuration showing its seeds, 05-07), the tables and the
+# reports. Each job is one `python -m lib.jobs` process (lib/jobs.py) with a benchmark file
+# under <results>/benchmarks/<rule>/.
 import ast
+import re
 import shlex
 
 JOB = (f"PYTHONPATH={shlex.quote(str(ROOT))}${{PYTHONPATH:+:$PYTHONPATH}} "
@@ -25,13 +27,15 @@ def as_json(mapping):
 
 
 def notebook_inputs(wc):
-    stem = wc.stem
+    stem = wc.name.split("__")[0]  # 04_training__<run>: notebook 04 for one configuration
     nb = str(NOTEBOOKS / f"{stem}.ipynb")
+    p = PARAMS[wc.name]
     extra = []
     if KIND[stem] == "augmentation":
         extra = SHARD_FILES
+    elif KIND[stem] == "training":
+        extra = run_files(p["run_name"])
     elif KIND[stem] == "run":
-        p = PARAMS[stem]
         extra = run_files(p["run_name"], [p.get("seed", PSET.run_seeds(p["run_name"])[0])])
         extra += [f for r in p.get("compare_runs") or [] for f in run_files(r)]
     elif KIND[stem] == "all-runs":
@@ -40,14 +44,24 @@ def notebook_inputs(wc):
 
 
 def augmented(run):
-    return bool(PARAMS[f"04_training__{run}__seed-{PSET.run_seeds(run)[0]}"]
-                .get("overrides", {}).get("augmented", False))
+    return bool(PARAMS[f"04_training__{run}"].get("overrides", {}).get("augmented", False))
+
+
+def notebook_values(stem, name):
+    """What papermill gives notebook ``stem`` for job ``name``: its defaults, then the set's."""
+    return {**{k: ast.literal_eval(v) for k, v in DEFAULTS[stem].items()}, **PARAMS[name]}
+
+
+def train_values(wc):
+    """Notebook 04's values for one configuration, for one seed (lib.training.train_seeds)."""
+    own = notebook_values("04_training", f"04_training__{wc.run}")
+    return as_json({k: own[k] for k in ("run_name", "dataset", "preset", "overrides")}
+                   | {"seeds": [int(wc.seed)]})
 
 
 def augment_values(wc):
     """Notebook 03's WGAN settings (its parameters, else its defaults) and the shard."""
-    own = {k: PARAMS[AUGMENT].get(k, ast.literal_eval(DEFAULTS[AUGMENT][k]))
-           for k in ("preset", "seed", "overrides")}
+    own = {k: notebook_values(AUGMENT, AUGMENT)[k] for k in ("preset", "seed", "overrides")}
     return as_json({**own, "shard": f"{wc.i}/{wc.n}"})
 
 
@@ -65,12 +79,12 @@ if DRAWN:
 
 rule notebook:
     input: unpack(notebook_inputs)
-    output: executed("{stem}")
-    params: values=lambda wc: as_json(PARAMS[wc.stem])
-    wildcard_constraints: stem="|".join(s for s in PARAMS if "__" not in s) or "-"
+    output: executed("{name}")
+    params: values=lambda wc: as_json(PARAMS[wc.name])
+    wildcard_constraints: name="|".join(map(re.escape, PARAMS)) or "-"
     threads: THREADS
     resources: **job_resources("notebook")
-    benchmark: bench("notebook", "{stem}")
+    benchmark: bench("notebook", "{name}")
     shell: "{JOB} notebook {input.notebook:q} {output:q} --parameters {params.values:q} "
            "--threads {threads} {OPTS}"
 
@@ -86,21 +100,18 @@ rule augment:
            "--threads {threads} --gpus {resources.gpu} --gpu-count {GPU_COUNT} {OPTS}"
 
 
-rule train:
+rule train:  # notebook 04's training, one seed; under torchrun when the run asks for gpus > 1
     input:
-        notebook=str(NOTEBOOKS / "04_training.ipynb"), data=DATASET,
-        lib=sources(NOTEBOOKS / "04_training.ipynb") if TRAIN else [],
+        data=DATASET, lib=sources("lib.training") if TRAIN else [],
         augmentation=lambda wc: [executed(AUGMENT)] if augmented(wc.run) else [],
-    output:
-        executed=executed("04_training__{run}__seed-{seed}"),
-        files=[str(RESULTS / "runs" / "{run}" / "seed-{seed}" / f) for f in RUN_FILES],
-    params: values=lambda wc: as_json(PARAMS[f"04_training__{wc.run}__seed-{wc.seed}"])
+    output: [str(RESULTS / "runs" / "{run}" / "seed-{seed}" / f) for f in RUN_FILES]
+    params: values=train_values
     wildcard_constraints: seed=r"\d+"
     threads: THREADS
     resources: **job_resources("train", gpu=lambda wc: RUN_GPUS[wc.run])
     benchmark: bench("train", "{run}__seed-{seed}")
-    shell: "{JOB} notebook {input.notebook:q} {output.executed:q} --parameters {params.values:q} "
-           "--threads {threads} --gpus {resources.gpu} --gpu-count {GPU_COUNT} --ddp {OPTS}"
+    shell: "{JOB} train --parameters {params.values:q} --threads {threads} --gpus {resources.gpu} "
+           "--gpu-count {GPU_COUNT} {OPTS}"
 
 
 rule tables:

@@ -73,9 +73,7 @@ for stem in FOUND:
             own = {k: v for k, v in run_values.items() if k not in ("seeds", "gpus")}
             base = values(stem, f"run {run!r}", section, own)
             RUN_GPUS[run] = run_values.get("gpus", 1)
-            for seed in PSET.run_seeds(run):
-                PARAMS[f"{stem}__{run}__seed-{seed}"] = {**base, "run_name": run,
-                                                         "seeds": [seed]}
+            PARAMS[f"{stem}__{run}"] = {**base, "run_name": run, "seeds": PSET.run_seeds(run)}
         continue
     if kind in ("run", "all-runs") and not TRAIN:
         print(f"warning: {WHERE}: no runs to analyse for {stem} (skipped)", file=sys.stderr)
