@@ -143,13 +143,13 @@ def _gb(n: float) -> float:
 
 def placeholder_fakes(root: Path, progress: bool = True) -> Path:
     """For every training image of ``root``, the three files ``python -m lib augment`` would
-    write (names from ``lib.augmentation.aug_names``), made cheaply from the stand-in itself: the
-    ML-WGAN's input (``lib.wgan.preprocess``, 128x192) saved as is, flipped and rotated
+    write (names from ``lib.augment_records.aug_names``), made cheaply from the stand-in
+    itself: the ML-WGAN's input (``lib.wgan.preprocess``, 128x192) saved as is, flipped and rotated
     (``lib.wgan.fake_variants``); then ``train_aug.json`` (``lib.augmentation.write_train_aug``).
     For this benchmark only: these are not WGAN outputs."""
     from tqdm.auto import tqdm
 
-    from lib import augmentation, wgan
+    from lib import augment_records, augmentation, wgan
     from lib.data import read_image
 
     reference = wgan.WGANConfig()  # the reference recipe's size and crop
@@ -158,14 +158,14 @@ def placeholder_fakes(root: Path, progress: bool = True) -> Path:
         x = wgan.preprocess(read_image(root / "images" / name), reference.image_size,
                             reference.crop_border)
         variants = wgan.fake_variants([x, x, x])
-        for aug, array in zip(augmentation.aug_names(name), variants, strict=True):
+        for aug, array in zip(augment_records.aug_names(name), variants, strict=True):
             atomic_write_bytes(root / "images" / aug, wgan.jpeg_bytes(array))
     # train_aug.json as lib.augmentation writes it (3 entries per image, training order, the
     # source's labels); written here because these placeholders carry no recorded WGAN settings
     labels, names, targets = augmentation.training_order(root)
     samples = [{"image_name": aug, "image_labels": [labels[j] for j in np.flatnonzero(row)]}
                for name, row in zip(names, targets, strict=True)
-               for aug in augmentation.aug_names(name)]
+               for aug in augment_records.aug_names(name)]
     return atomic_write_json(root / "train_aug.json", {"labels": labels, "samples": samples})
 
 

@@ -162,7 +162,7 @@ class Trainer:
         self.train_split = "train"
         self.augmentation: dict[str, Any] | None = None
         if c.augmented:
-            # train_aug_NAME.json lists the named set NAME (lib.augmentation); train_aug.json ""
+            # train_aug_NAME.json lists the named set NAME (lib.augment_records); train_aug.json ""
             fakes = c.aug_list.removeprefix("train_aug").removeprefix("_").removesuffix(".json")
             if "train_aug" not in self.dataset.splits:
                 option = f" --fakes {fakes}" if fakes else ""
@@ -173,10 +173,10 @@ class Trainer:
             names += list(aug.names)
             targets = np.concatenate([targets, aug.targets])
             self.train_split = "train+train_aug"
-            from lib import augmentation
+            from lib import augment_records
 
             sources = {data.aug_source_stem(n) for n in aug.names}
-            recorded = augmentation.augmentation_info(root, fakes) or {}
+            recorded = augment_records.augmentation_info(root, fakes) or {}
             self.augmentation = {"images": len(sources - {None}), "of": len(train.names),
                                  "fakes": len(aug.names), "select": recorded.get("select")}
         self.eval_splits = [s for s in ("val", "test") if s in self.dataset.splits]

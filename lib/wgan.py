@@ -12,8 +12,9 @@ embedded configuration of notebook 03; ``corel5k``: the reference recipe). The n
 command line and :func:`lib.augmentation.augment` all go through :func:`lib.config.build`.
 
 This module is the method (settings, the networks, preprocessing, :func:`train_group`); the
-dataset job that runs it over a dataset's training images (which images, per-image records,
-resuming, shards, ``train_aug.json``, the ``augment`` command) is :mod:`lib.augmentation`.
+dataset job that runs it over a dataset's training images (which images, resuming, shards,
+``train_aug.json``, the ``augment`` command) is :mod:`lib.augmentation`, and the records of which
+fakes are ours (sets, settings records, the lock) are :mod:`lib.augment_records`.
 
 Speed: K per-image WGANs are trained as ONE network whose K parts are exactly independent:
 every convolution is grouped (``groups=K``, the k-th model's channels are block k of the

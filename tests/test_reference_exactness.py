@@ -188,7 +188,7 @@ def _release_like(tiny_scenes, tmp_path):
 
     from PIL import Image
 
-    from lib import augmentation
+    from lib import augment_records
 
     root = tmp_path / "release"
     shutil.copytree(tiny_scenes, root)
@@ -196,7 +196,7 @@ def _release_like(tiny_scenes, tmp_path):
     samples = []
     for s in train["samples"]:
         img = Image.open(root / "images" / s["image_name"]).convert("RGB")
-        for aug in augmentation.aug_names(s["image_name"]):
+        for aug in augment_records.aug_names(s["image_name"]):
             img.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(root / "images" / aug,
                                                                 format="JPEG")
             samples.append({"image_name": aug, "image_labels": s["image_labels"]})
@@ -208,7 +208,7 @@ def _release_like(tiny_scenes, tmp_path):
 
 @pytest.mark.slow
 def test_shipped_fakes_train_and_are_never_destroyed(tiny_scenes, tmp_path):
-    from lib import augmentation
+    from lib import augment_records, augmentation
 
     root, n_real, n_fake = _release_like(tiny_scenes, tmp_path)
     before = {p.name: p.read_bytes() for p in (root / "images").glob("*_aug*.jpeg")}
@@ -219,7 +219,7 @@ def test_shipped_fakes_train_and_are_never_destroyed(tiny_scenes, tmp_path):
     assert run.config["augmentation"]["fakes"] == n_fake
     assert run.config["normalization_mean"] == [0.4249, 0.4365, 0.3926]
     for overwrite in (False, True):
-        with pytest.raises(augmentation.SettingsMismatch, match="made elsewhere"):
+        with pytest.raises(augment_records.SettingsMismatch, match="made elsewhere"):
             augmentation.augment(root, limit=2, iterations=3, image_size=(16, 24), width=2,
                                  overwrite=overwrite, progress=False)
     after = {p.name: p.read_bytes() for p in (root / "images").glob("*_aug*.jpeg")}

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lib import augmentation, standin, training
+from lib import augment_records, augmentation, standin, training
 from lib.config import ConfigError, given
 from lib.data import DatasetError, aug_source_stem
 from lib.runs import RunFolder
@@ -35,7 +35,7 @@ def _hashes(root: Path) -> dict[str, str]:
     """Every file of the folder (the records and locks of augment_logs/ aside): its hash."""
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file()
-            and p.relative_to(root).parts[0] != augmentation.LOG_DIR}
+            and p.relative_to(root).parts[0] != augment_records.LOG_DIR}
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def release(corel_dir, tmp_path_factory) -> Path:
         noise = rng.integers(0, 256, (128, 192, 3), dtype=np.uint8)
         Image.fromarray(noise).save(root / "images" / s["image_name"], format="JPEG")
     (root / "train_aug.json").write_text(json.dumps({"samples": shipped}))
-    assert len(shipped) == 3 * N_TRAIN and not (root / augmentation.LOG_DIR).exists()
+    assert len(shipped) == 3 * N_TRAIN and not (root / augment_records.LOG_DIR).exists()
     return root
 
 
@@ -92,7 +92,7 @@ def test_a_named_set_is_written_beside_the_shipped_fakes_and_trained_on(release,
     before = _hashes(root)
     # the unnamed set is the shipped one: refused, overwrite or not, naming the new setting
     for overwrite in (False, True):
-        with pytest.raises(augmentation.SettingsMismatch, match="--fakes NAME"):
+        with pytest.raises(augment_records.SettingsMismatch, match="--fakes NAME"):
             augmentation.augment(root, limit=2, overwrite=overwrite, **TINY)
     assert _hashes(root) == before
     summary = augmentation.augment(root, fakes="ours", limit=2, **TINY)
@@ -101,7 +101,7 @@ def test_a_named_set_is_written_beside_the_shipped_fakes_and_trained_on(release,
     assert {k: after[k] for k in before} == before            # every shipped file as it was
     new = sorted(set(after) - set(before))
     ours = [f"images/{a}" for s in _shipped(root)[:6:3]
-            for a in augmentation.aug_names(aug_source_stem(s) + ".jpeg", "ours")]
+            for a in augment_records.aug_names(aug_source_stem(s) + ".jpeg", "ours")]
     assert new == sorted([*ours, "train_aug_ours.json"])
     assert (root / "augment_logs" / "ours" / "config.json").is_file()
     assert not (root / "augment_logs" / "config.json").exists()
@@ -123,7 +123,7 @@ def test_overwrite_of_a_named_set_redoes_that_set_only(release, tmp_path):
     augmentation.augment(root, fakes="a", limit=2, **TINY)
     augmentation.augment(root, fakes="b", limit=2, **TINY)
     before = _hashes(root)
-    with pytest.raises(augmentation.SettingsMismatch, match="other settings"):
+    with pytest.raises(augment_records.SettingsMismatch, match="other settings"):
         augmentation.augment(root, fakes="a", limit=2, seed=1, **TINY)
     assert augmentation.augment(root, fakes="a", limit=2, seed=1, overwrite=True,
                                 **TINY)["trained"] == 2
@@ -133,8 +133,8 @@ def test_overwrite_of_a_named_set_redoes_that_set_only(release, tmp_path):
     assert len(changed) == 6
     # the other set keeps its own record: a plain rerun with its settings does no work
     assert augmentation.augment(root, fakes="b", limit=2, **TINY)["trained"] == 0
-    assert augmentation.read_config(root, "a")["settings"]["seed"] == 1
-    assert augmentation.read_config(root, "b")["settings"]["seed"] == 0
+    assert augment_records.read_config(root, "a")["settings"]["seed"] == 1
+    assert augment_records.read_config(root, "b")["settings"]["seed"] == 0
 
 
 def test_a_shipped_list_without_fakes_is_never_rewritten(release, tmp_path):
@@ -145,7 +145,7 @@ def test_a_shipped_list_without_fakes_is_never_rewritten(release, tmp_path):
         (root / "images" / name).unlink()
     before = (root / "train_aug.json").read_bytes()
     for overwrite in (False, True):
-        with pytest.raises(augmentation.SettingsMismatch, match="train_aug.json exists"):
+        with pytest.raises(augment_records.SettingsMismatch, match="train_aug.json exists"):
             augmentation.augment(root, limit=1, overwrite=overwrite, **TINY)
     assert (root / "train_aug.json").read_bytes() == before
     assert not list((root / "images").glob("*_aug*.jpeg"))

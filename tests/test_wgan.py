@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from lib import augmentation, wgan
+from lib import augment_records, augmentation, wgan
 from lib import config as config_lib
 from lib.data import DatasetError, load_dataset
 
@@ -246,7 +246,7 @@ def test_outputs_match_the_corel_format(tiny_scenes, tmp_path, corel_dir):
     first = corel_train[0]
     corel_stem = first["image_name"].rsplit(".", 1)[0]
     assert [s["image_name"] for s in corel["samples"][:3]] == [
-        n.replace("STEM", corel_stem) for n in augmentation.aug_names("STEM.jpeg")]
+        n.replace("STEM", corel_stem) for n in augment_records.aug_names("STEM.jpeg")]
     assert all(s["image_labels"] == first["image_labels"] for s in corel["samples"][:3])
     assert set(ours) == {"labels", "samples"}
     assert ours["labels"] == json.loads((root / "train.json").read_text())["labels"]
@@ -271,7 +271,7 @@ def test_outputs_match_the_corel_format(tiny_scenes, tmp_path, corel_dir):
     recorded = json.loads((root / "augment_logs" / "config.json").read_text())
     assert (recorded["images"], recorded["of"], recorded["select"]) == (4, 96, "first")
     assert recorded["settings"]["width"] == 4 and "device" not in recorded["settings"]
-    assert augmentation.augmentation_info(root) == {"images": 4, "of": 96, "select": "first"}
+    assert augment_records.augmentation_info(root) == {"images": 4, "of": 96, "select": "first"}
 
 
 def test_second_run_does_no_work(tiny_scenes, tmp_path, monkeypatch):
@@ -290,7 +290,7 @@ def test_second_run_does_no_work(tiny_scenes, tmp_path, monkeypatch):
     summary = augmentation.augment(root, batch_images=1, limit=3, **TINY, **QUIET)
     assert summary["trained"] == 0 and summary["skipped_done"] == 3
     assert _fakes(root) == before
-    with pytest.raises(augmentation.SettingsMismatch,
+    with pytest.raises(augment_records.SettingsMismatch,
                        match="config.json.*iterations: recorded 3, now 4"):
         augmentation.augment(root, batch_images=3, limit=3, **{**TINY, "iterations": 4}, **QUIET)
 
@@ -346,7 +346,7 @@ def test_interrupted_overwrite_then_plain_rerun_continues_with_the_new_settings(
     fresh = _copy(tiny_scenes, tmp_path / "fresh")
     run = {**TINY, "limit": 4, "batch_images": 2, **QUIET}
     augmentation.augment(root, **run)                                   # width 4
-    third = augmentation.aug_names(_train_samples(root)[2]["image_name"])[-1]
+    third = augment_records.aug_names(_train_samples(root)[2]["image_name"])[-1]
     real_write = augmentation.atomic_write_bytes
 
     def dying_write(path, data):
@@ -359,7 +359,7 @@ def test_interrupted_overwrite_then_plain_rerun_continues_with_the_new_settings(
         augmentation.augment(root, overwrite=True, **{**run, "width": 8})
     monkeypatch.setattr(augmentation, "atomic_write_bytes", real_write)
     # the recorded settings are the new ones: the old settings are refused now
-    with pytest.raises(augmentation.SettingsMismatch,
+    with pytest.raises(augment_records.SettingsMismatch,
                        match=r"config\.json.*width: recorded 8, now 4"):
         augmentation.augment(root, **run)
     summary = augmentation.augment(root, **{**run, "width": 8})         # plain rerun
@@ -393,7 +393,7 @@ def test_overwrite_is_refused_while_another_shard_runs(tiny_scenes, tmp_path):
     # another augmentation process holds its presence lock (flock: per open file)
     with open(root / "augment_logs" / ".running", "a+") as other:
         fcntl.flock(other, fcntl.LOCK_SH)
-        with pytest.raises(augmentation.SettingsMismatch, match="another augmentation process"):
+        with pytest.raises(augment_records.SettingsMismatch, match="another augmentation process"):
             augmentation.augment(root, overwrite=True, **{**run, "width": 8})
         # the same settings are fine beside it
         assert augmentation.augment(root, **run)["skipped_done"] == 2
@@ -444,7 +444,7 @@ def test_only_old_temporaries_are_removed_while_another_shard_runs(tiny_scenes, 
     old = root / "images" / ".1_aug_rot_90.jpeg.old123.tmp"
     for path in (young, old):
         path.write_bytes(b"x")
-    hours_ago = time.time() - 2 * augmentation.STALE_TEMP_SECONDS
+    hours_ago = time.time() - 2 * augment_records.STALE_TEMP_SECONDS
     os.utime(old, (hours_ago, hours_ago))
     with open(root / "augment_logs" / ".running", "a+") as other:
         fcntl.flock(other, fcntl.LOCK_SH)   # another shard is writing: `young` may be its own
@@ -458,12 +458,12 @@ def test_fakes_of_unknown_settings_are_never_overwritten(tiny_scenes, tmp_path):
     root = _copy(tiny_scenes, tmp_path)
     name = _train_samples(root)[0]["image_name"]
     real = Image.open(root / "images" / name).convert("RGB")
-    for aug in augmentation.aug_names(name):
+    for aug in augment_records.aug_names(name):
         real.save(root / "images" / aug, format="JPEG")
     foreign = _fakes(root)
-    with pytest.raises(augmentation.SettingsMismatch, match="made elsewhere"):
+    with pytest.raises(augment_records.SettingsMismatch, match="made elsewhere"):
         augmentation.augment(root, limit=2, **TINY, **QUIET)
-    with pytest.raises(augmentation.SettingsMismatch, match="never overwritten"):
+    with pytest.raises(augment_records.SettingsMismatch, match="never overwritten"):
         augmentation.augment(root, limit=2, overwrite=True, **TINY, **QUIET)
     assert _fakes(root) == foreign
 

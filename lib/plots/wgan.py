@@ -12,7 +12,7 @@ import pandas as pd
 import seaborn as sns
 from PIL import Image
 
-from lib import augmentation, wgan
+from lib import augment_records, wgan
 from lib.data import read_image
 
 
@@ -29,7 +29,7 @@ def real_and_fakes(dataset_root: str | Path, names: Sequence[str], config: wgan.
         real = wgan.to_uint8(wgan.preprocess(read_image(root / "images" / name),
                                              config.image_size, config.crop_border))
         fakes = [np.asarray(Image.open(root / "images" / aug).convert("RGB"))
-                 for aug in augmentation.aug_names(name, config.fakes)]
+                 for aug in augment_records.aug_names(name, config.fakes)]
         for c, image in enumerate([real, *fakes]):
             ax = axes[r, c]
             ax.imshow(image)
