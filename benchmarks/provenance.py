@@ -57,8 +57,8 @@ def _git(*args: str) -> str:
                           check=True).stdout.strip()
 
 
-#: the benchmarks' own outputs: rewriting them does not make the measured code dirty
-OUTPUTS = ("results/benchmarks", "results/benchmarks.md")
+#: outputs (benchmarks, tables, reports): rewriting them does not make the measured code dirty
+OUTPUTS = ("results",)
 
 
 def commit() -> dict[str, Any]:
