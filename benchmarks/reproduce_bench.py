@@ -11,7 +11,8 @@ two ways: the largest single process (``getrusage(RUSAGE_CHILDREN).ru_maxrss``, 
 ``/usr/bin/time -v`` prints) and the whole process tree (driver + notebook kernel), sampled
 with psutil twice a second. Targets: about 10 minutes and under 4 GB on 2 cores.
 
-Every benchmark writes ``$AIA_BENCH_DIR/<script stem>.json`` (default ``results/benchmarks``);
+Every benchmark writes ``$AIA_BENCH_DIR/<script stem>.json`` (default ``results/benchmarks``;
+this one ``reproduce_bench.<set>.json`` for a set other than ``default``);
 ``make bench`` also keeps each script's output as ``<stem>.log``.
 """
 
@@ -209,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.write}")
         return 0
     result = measure(args.params, args.data, args.keep_results)
-    out = atomic_write_json(bench_dir() / "reproduce_bench.json", result)
+    name = "reproduce_bench" + ("" if args.params == "default" else f".{Path(args.params).stem}")
+    out = atomic_write_json(bench_dir() / f"{name}.json", result)
     print(json.dumps(result, indent=2))
     print(f"wrote {out}")
     return 0
