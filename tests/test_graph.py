@@ -128,6 +128,8 @@ def test_corel5k_against_loops(corel_dir, recipe, t, p):
     np.testing.assert_allclose(adj, ref, rtol=1e-5, atol=1e-7)
     off = ~np.eye(len(ds.labels), dtype=bool)
     assert 0.005 < (adj[off] != 0).mean() < 0.05
+    if recipe == "seed":                 # docs/method.md: 1,829 entries, about 7 per label
+        assert (adj[off] != 0).sum() == 1829
     density = graph.adjacency_density(ds.splits["train"].targets, [t])
     assert density["density"][0] == pytest.approx((ref[off] != 0).mean())
 
@@ -156,3 +158,40 @@ def test_heatmap_shows_conditional_probability():
     shown = np.asarray(fig.axes[0].collections[0].get_array()).reshape(3, 3)
     np.testing.assert_allclose(shown, graph.conditional_probability(Y)[:3, :3])
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["a", "b", "c"]
+
+
+def test_default_thresholds_and_weights_of_both_recipes_by_hand():
+    """20 images, all with label a; P(b|a) = 0.1, P(c|a) = 0.4, P(e|a) = 0.3, P(f|a) = 0.05
+    and P(a|x) = 1: the defaults (seed t = 0.1, p = 0.2; ml-gcn t = 0.4, p = 0.25) keep
+    exactly the pairs written out below."""
+    assert graph.DEFAULTS == {"seed": {"t": 0.1, "p": 0.2}, "ml-gcn": {"t": 0.4, "p": 0.25}}
+    y = np.zeros((20, 5))
+    y[:, 0] = 1
+    y[0:2, 1], y[2:10, 2], y[10:16, 3], y[16, 4] = 1, 1, 1, 1         # a b c e f
+    a, b, c, e, f = range(5)
+    seed = np.diag([0.8] * 5)
+    for j in (b, c, e):                                  # a -> b, c, e (not f: 0.05 < 0.1)
+        seed[a, j] = 0.2 / (1 + 1e-7)                    # column j has one entry
+    for i in (b, c, e, f):                               # b, c, e, f -> a: column a has four
+        seed[i, a] = 0.2 / (4 + 1e-7)
+    np.testing.assert_allclose(graph.adjacency(y), seed, rtol=1e-6)
+    kept = np.zeros((5, 5))                              # ml-gcn: a -> c only (0.3 < 0.4)
+    kept[a, c] = 0.25 / (1 + 1e-6)
+    for i in (b, c, e, f):
+        kept[i, a] = 0.25 / (4 + 1e-6)
+    kept += np.eye(5)
+    d = np.diag(kept.sum(axis=1) ** -0.5)
+    np.testing.assert_allclose(graph.adjacency(y, "ml-gcn"), d @ kept.T @ d, rtol=1e-6)
+
+
+def test_the_epsilons_of_the_recipes():
+    """seed divides by colsum + 1e-7, ml-gcn by colsum + 1e-6 (p = 1, two labels always
+    together): the float32 results tell the two apart."""
+    y = np.ones((3, 2))
+    seed = graph.adjacency(y, "seed", p=1.0)
+    assert seed[0, 1] == np.float32(1 / (1 + 1e-7)) != np.float32(1 / (1 + 1e-6))
+    q = 1 / (1 + 1e-6)
+    expected = np.array([[1, q], [q, 1]]) / (1 + q)      # D A^T D with D = (1 + q)^-1/2
+    np.testing.assert_allclose(graph.adjacency(y, "ml-gcn", p=1.0), expected, rtol=1e-7)
+    q7 = 1 / (1 + 1e-7)
+    assert not np.allclose(np.array([[1, q7], [q7, 1]]) / (1 + q7), expected, rtol=1e-7, atol=0)

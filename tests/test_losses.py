@@ -97,3 +97,21 @@ def test_reduction_is_mean_over_all_terms():
 def test_unknown_loss():
     with pytest.raises(ValueError, match="unknown loss 'hinge'"):
         build_loss("hinge")
+
+
+def test_focusing_weights_keep_their_gradient():
+    """docs/method.md: the focusing weights are not detached (as the reference). d/dx by
+    hand: a detached weight would drop the second term of each."""
+    # ASL, one negative at x = 0.5: L = -log(1 - p_m) p_m^4, p_m = p - 0.05
+    x = torch.tensor([[0.5]], dtype=torch.float64, requires_grad=True)
+    AsymmetricLoss()(x, torch.zeros(1, 1, dtype=torch.float64)).backward()
+    p = sigmoid(0.5)
+    pm = p - 0.05
+    expected = p * (1 - p) * (pm**4 / (1 - pm) - 4 * pm**3 * math.log(1 - pm))
+    assert float(x.grad) == pytest.approx(expected, rel=1e-9)
+    # focal, one positive at x = -1: L = -log(p) (1 - p)^3
+    x = torch.tensor([[-1.0]], dtype=torch.float64, requires_grad=True)
+    FocalLoss()(x, torch.ones(1, 1, dtype=torch.float64)).backward()
+    p = sigmoid(-1.0)
+    expected = -((1 - p) ** 4) + 3 * p * (1 - p) ** 3 * math.log(p)
+    assert float(x.grad) == pytest.approx(expected, rel=1e-9)

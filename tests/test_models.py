@@ -87,6 +87,14 @@ def test_gradients_flow_into_gcn_weights():
         assert p.grad is not None and p.grad.abs().sum() > 0
 
 
+def test_encoder_pools_by_the_spatial_mean():
+    """The image feature is the global average of the backbone's last feature map."""
+    backbone = create_backbone("resnet10t").eval()
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(backbone(x), backbone.forward_features(x).mean((2, 3)))
+
+
 def test_bad_arguments():
     vectors, adj = _inputs()
     with pytest.raises(ValueError, match="unknown head"):

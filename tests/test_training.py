@@ -4,13 +4,14 @@ protocols, continuing an interrupted run, a run folder that belongs to its run, 
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from lib import config, data, graph, metrics, training
+from lib import config, data, graph, images, metrics, training
 from lib.locking import LockedError, file_lock
 from lib.runs import RunError, RunFolder
 
@@ -68,6 +69,9 @@ def test_corel5k_preset_is_the_reference_recipe_from_cli_and_api():
     assert (api.epochs, api.schedule_epochs, api.warmup, api.loss) == (60, 80, 0.2, "asl")
     assert api.embeddings == "glove-wiki-gigaword-300" and api.flips and api.pretrained
     assert api.select_metric == "per_class_f1" and api.normalization == "dataset"
+    assert (api.head, api.adjacency, api.hidden, api.schedule, api.protocol) == (
+        "gcn", "seed", 1024, "onecycle", "holdout")
+    assert training.TrainConfig().normalization == "backbone"
     reference = training.build_config("corel5k", {"protocol": "reference"})
     assert reference.leaky and not reference.resolved_amp("cuda")
     assert api.resolved_amp("cuda") and not api.resolved_amp("cpu")
@@ -239,3 +243,36 @@ def test_reference_protocol_does_not_carve(tiny_scenes, tmp_path):
     hold = RunFolder(training.train(tiny_config(root, tmp_path / "h", epochs=1, head="linear")))
     assert ref.config["n_train"] == n and hold.config["n_train"] == n - round(0.1 * n)
     assert hold.config["val_carved"] is True and ref.config["val_carved"] is False
+
+
+@pytest.mark.filterwarnings("ignore:.*never occur in the training targets")
+def test_graph_and_normalisation_come_from_the_training_split_after_the_carve(tiny_scenes,
+                                                                              tmp_path):
+    """docs/method.md, "Which images" and item 14: without val.json the holdout protocol
+    carves a validation split; the label graph and the dataset normalisation are then
+    computed from the remaining training images only (by hand here: the carve of
+    lib.data, the adjacency of those targets, mean and population sd of their pixels)."""
+    from lib.trainer import Trainer
+
+    root = tmp_path / "scenes"
+    shutil.copytree(tiny_scenes, root)
+    (root / "val.json").unlink()
+    cfg = tiny_config(root, tmp_path / "run", epochs=1, normalization="dataset")
+    trainer = Trainer(cfg)
+    ds = data.load_dataset(root, seed=0, val_fraction=cfg.val_fraction)
+    train, val = ds.splits["train"], ds.splits["val"]
+    assert len(val.names) == round(0.1 * 96) and len(train.names) == 96 - len(val.names)
+    np.testing.assert_array_equal(trainer.adjacency.numpy(), graph.adjacency(train.targets))
+    every = np.concatenate([train.targets, val.targets])
+    assert not np.allclose(graph.adjacency(every), graph.adjacency(train.targets))
+
+    def stats(names):
+        x = np.stack([images.decode_image(ds.image_path(n), 32) for n in names])
+        x = x.reshape(-1, 3).astype(np.float64) / 255.0
+        return x.mean(axis=0), x.std(axis=0)                     # population sd (ddof 0)
+
+    mean, std = stats(train.names)
+    np.testing.assert_allclose(trainer.mean, mean, rtol=1e-6)
+    np.testing.assert_allclose(trainer.std, std, rtol=1e-6)
+    mean_all, _ = stats([*train.names, *val.names])
+    assert np.abs(mean_all - mean).max() > 1e-4                   # the carve matters here
