@@ -6,6 +6,7 @@ settings, stale temporary files)."""
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import os
 import shutil
@@ -232,6 +233,43 @@ def test_augment_takes_a_config_or_overrides_not_both(tiny_scenes):
 # ------------------------------------------------------------------ dataset runs
 
 
+def _jpeg_tables(array: np.ndarray, quality: int) -> dict:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="JPEG", quality=quality)
+    return Image.open(buffer).quantization
+
+
+def test_fakes_are_jpeg_at_quality_95():
+    array = np.random.default_rng(0).integers(0, 256, (16, 24, 3), dtype=np.uint8)
+    saved = Image.open(io.BytesIO(wgan.jpeg_bytes(array)))
+    assert saved.quantization == _jpeg_tables(array, 95) != _jpeg_tables(array, 75)
+
+
+def test_fake_variants_take_the_last_three_iterations_in_order():
+    """plain <- iteration n-2, horizontal flip <- n-1, 90 degrees clockwise <- n; uint8 by
+    round((x + 1) * 127.5)."""
+    gen = torch.Generator().manual_seed(0)
+    fakes = [torch.rand(3, 4, 6, generator=gen) * 2 - 1 for _ in range(3)]
+    by_hand = [np.rint((f.numpy().transpose(1, 2, 0) + 1) * 127.5).astype(np.uint8)
+               for f in fakes]
+    plain, flipped, rotated = wgan.fake_variants(fakes)
+    np.testing.assert_array_equal(plain, by_hand[0])
+    np.testing.assert_array_equal(flipped, by_hand[1][:, ::-1])
+    np.testing.assert_array_equal(rotated, np.rot90(by_hand[2], -1))
+    assert rotated.shape == (6, 4, 3)
+
+
+def test_preprocess_is_the_centre_crop_resized_bilinear_and_scaled():
+    """128x192 target, border 3: the crop (3, 3, 189, 125) (122 x 186), bilinear back to
+    128 x 192, x / 127.5 - 1, channels first."""
+    array = np.random.default_rng(1).integers(0, 256, (128, 192, 3), dtype=np.uint8)
+    image = Image.fromarray(array)
+    out = wgan.preprocess(image, (128, 192), 3)
+    ref = np.asarray(image.crop((3, 3, 189, 125)).resize((192, 128), Image.Resampling.BILINEAR),
+                     dtype=np.float64) / 127.5 - 1.0
+    np.testing.assert_allclose(out.numpy(), ref.transpose(2, 0, 1), atol=1e-6)
+
+
 def test_outputs_match_the_corel_format(tiny_scenes, tmp_path, corel_dir):
     root = _copy(tiny_scenes, tmp_path)
     summary = augmentation.augment(root, batch_images=2, limit=4, **TINY, **QUIET)
@@ -261,6 +299,7 @@ def test_outputs_match_the_corel_format(tiny_scenes, tmp_path, corel_dir):
     for sample in expected:
         image = Image.open(root / "images" / sample["image_name"])
         assert image.format == "JPEG"
+        assert image.quantization == _jpeg_tables(np.asarray(image), 95)   # quality 95
         assert image.size == ((16, 24) if sample["image_name"].endswith("rot_90.jpeg")
                               else (24, 16))
     ds = load_dataset(root)
