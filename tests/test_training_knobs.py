@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from by_hand import seven_by_hand
 
 from lib import trainer as trainer_module
 from lib import training
@@ -248,3 +249,23 @@ def test_patience_zero_trains_every_epoch(tiny_scenes, tmp_path, monkeypatch):
     assert seen == [0.5, 0.4, 0.3]
     assert list(pd.read_csv(folder.path / "history.csv")["best"]) == [True, False, False]
     assert torch.load(folder.best_path, weights_only=True)["epoch"] == 1
+
+
+def test_epoch_metrics_are_taken_at_threshold_one_half():
+    """history.csv's per-epoch selection numbers: F1 and N+ of s >= 0.5 (by hand), mAP of
+    scikit-learn over the labels with a positive."""
+    from sklearn.metrics import average_precision_score
+
+    from lib.trainer import epoch_metrics
+
+    rng = np.random.default_rng(3)
+    y = (rng.random((40, 6)) < 0.3).astype(int)
+    y[:, 5] = 0                                            # a label without positives
+    s = rng.random((40, 6))
+    s[0, 0] = 0.5                                          # on the threshold: predicted
+    got = epoch_metrics(y, s)
+    hand = seven_by_hand(y.astype(bool), s >= 0.5)
+    for key in ("per_class_f1", "per_image_f1", "n_plus"):
+        assert got[key] == pytest.approx(hand[key], abs=1e-12), key
+    ap = np.mean([average_precision_score(y[:, c], s[:, c]) for c in range(5)])
+    assert got["mean_average_precision"] == pytest.approx(ap, abs=1e-12)
