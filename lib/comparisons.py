@@ -19,15 +19,12 @@ a configuration of a head not registered there is an error.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from lib import embeddings, graph, heads, paths
 from lib.runs import RunFolder
-
-log = logging.getLogger(__name__)
 
 #: kinds of label-vector source (lib.embeddings.source_kind) that are not word embeddings
 NON_GLOVE_EMBEDDINGS = ("random", "onehot")

@@ -38,15 +38,22 @@ class Head:
 
     name: str
     build: Callable[..., Any]
-    uses_vectors: bool = True            #: needs the label vectors (C x d)
-    uses_graph: bool = True              #: needs the label graph (C x C); else the
-    #:                                      adjacency setting is irrelevant to it
-    residual: bool = False               #: a linear head plus a zero-initialised GCN part
-    label: str | None = None             #: its name in the tables (default: ``name``)
-    baselines: tuple[str, ...] = DEFAULT_BASELINES  #: heads it is compared with
-    comparison: str | None = None        #: how its comparison with them is described
-    ablation: bool = False               #: an ablation, not a candidate of the main table
-    table_rank: int | None = None        #: place in the main table (unranked: after, by name)
+    #: needs the label vectors (C x d); else the embeddings setting is irrelevant to it
+    uses_vectors: bool = True
+    #: needs the label graph (C x C); else the adjacency setting is irrelevant to it
+    uses_graph: bool = True
+    #: a linear head plus a zero-initialised GCN part (``models.RESIDUAL_HEADS``)
+    residual: bool = False
+    #: its name in the tables (default: ``name``)
+    label: str | None = None
+    #: the heads it is compared with (same loss and settings)
+    baselines: tuple[str, ...] = DEFAULT_BASELINES
+    #: how that comparison is described (default "<label> head instead of <its label>")
+    comparison: str | None = None
+    #: an ablation, not a candidate of the main table
+    ablation: bool = False
+    #: its place in the main table (unranked heads follow the ranked ones, by name)
+    table_rank: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
