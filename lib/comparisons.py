@@ -11,38 +11,21 @@ no augmentation and the ``seed`` adjacency. A **comparison** pairs a configurati
 one that differs from it in exactly one dimension (everything else in :data:`MATCH_KEYS`
 equal): the identity graph against the label graph, random vectors against GloVe, with and
 without augmentation, the ml-gcn recipe against the seed one, and a head against the heads it
-is measured against (:data:`HEAD_BASELINES`: the GCN against the CNN-only head, a new GCN
-variant such as ``gcn-residual`` against both).
+is measured against (``lib.heads.Head.baselines``: the GCN against the CNN-only head, a new
+GCN variant such as ``gcn-residual`` against both). What each head is (its baselines, whether
+it uses the graph and the label vectors, its name in the tables) is said in :mod:`lib.heads`;
+a configuration of a head not registered there is an error.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lib import embeddings, graph, paths
+from lib import embeddings, graph, heads, paths
 from lib.runs import RunFolder
 
-log = logging.getLogger(__name__)
-
-#: the main table's heads come first, in this order; other heads follow by name
-HEAD_ORDER = ("linear", "gcn", "gcn-residual", "gcn-learned")
-HEAD_NAMES = {"linear": "CNN only (linear)", "gcn": "GCN", "gcn-identity": "GCN, A = I",
-              "gcn-residual": "linear + GCN correction",
-              "gcn-learned": "linear + GCN correction, learnt graph"}
-#: head -> the heads it is compared with (same loss and settings); a head not listed here
-#: (a new GCN variant such as ``gcn-residual``) is compared with ``DEFAULT_HEAD_BASELINES``
-HEAD_BASELINES: dict[str, tuple[str, ...]] = {"linear": (), "gcn": ("linear",),
-                                              "gcn-identity": ("gcn",)}
-DEFAULT_HEAD_BASELINES = ("linear", "gcn")
-#: heads that do not use the label graph (their adjacency setting is irrelevant)
-GRAPH_FREE_HEADS = ("linear", "gcn-identity")
-#: heads that do not use label vectors
-VECTOR_FREE_HEADS = ("linear",)
-#: heads that are ablations of the graph, not candidates of the main table
-ABLATION_HEADS = ("gcn-identity",)
 #: kinds of label-vector source (lib.embeddings.source_kind) that are not word embeddings
 NON_GLOVE_EMBEDDINGS = ("random", "onehot")
 GLOVE = "glove"
@@ -66,8 +49,20 @@ def embedding_kind(source: Any) -> str:
     return kind if kind in NON_GLOVE_EMBEDDINGS else GLOVE
 
 
+def head_order() -> tuple[str, ...]:
+    """The main table's heads come first, in this order (lib.heads ``table_rank``); other
+    heads follow by name."""
+    return heads.table_order()
+
+
 def uses_graph(head: str) -> bool:
-    return head not in GRAPH_FREE_HEADS
+    """Whether ``head`` uses the label graph (else its adjacency setting is irrelevant)."""
+    return heads.get(head).uses_graph
+
+
+def uses_vectors(head: str) -> bool:
+    """Whether ``head`` uses the label vectors (else its embeddings setting is irrelevant)."""
+    return heads.get(head).uses_vectors
 
 
 def dims(config: dict[str, Any]) -> dict[str, Any]:
@@ -76,7 +71,7 @@ def dims(config: dict[str, Any]) -> dict[str, Any]:
     source = config.get("embeddings")
     return {
         "head": head,
-        "embeddings": None if head in VECTOR_FREE_HEADS else str(source or ""),
+        "embeddings": str(source or "") if uses_vectors(head) else None,
         "augmented": bool(config.get("augmented", False)),
         "adjacency": str(config.get("adjacency") or BASELINE_ADJACENCY) if uses_graph(head)
         else None,
@@ -177,14 +172,8 @@ def configurations(runs: Iterable[RunFolder]) -> list[Configuration]:
 
 
 def head_baselines(head: str) -> tuple[str, ...]:
-    if head in HEAD_BASELINES:
-        return HEAD_BASELINES[head]
-    from lib import models  # torch and timm: imported only for a head not listed here
-
-    if head not in models.HEADS:
-        log.warning("head %r is not in lib.models.HEADS %s; compared with %s", head,
-                    models.HEADS, DEFAULT_HEAD_BASELINES)
-    return DEFAULT_HEAD_BASELINES
+    """The heads ``head`` is compared with (an unregistered head is an error)."""
+    return heads.get(head).baselines
 
 
 def at_baseline(d: dict[str, Any]) -> bool:
@@ -196,11 +185,12 @@ def at_baseline(d: dict[str, Any]) -> bool:
 
 def is_main(conf: Configuration) -> bool:
     """A configuration of the main table: a candidate head on its baseline settings."""
-    return conf.dims["head"] not in ABLATION_HEADS and at_baseline(conf.dims)
+    return not heads.get(conf.dims["head"]).ablation and at_baseline(conf.dims)
 
 
 def head_name(head: str) -> str:
-    return HEAD_NAMES.get(head, head)
+    """The head's name in the tables."""
+    return heads.get(head).title
 
 
 def _wanted_comparisons(d: dict[str, Any]) -> list[tuple[str, dict[str, Any], bool]]:
@@ -212,13 +202,11 @@ def _wanted_comparisons(d: dict[str, Any]) -> list[tuple[str, dict[str, Any], bo
     out: list[tuple[str, dict[str, Any], bool]] = []
     for base in head_baselines(d["head"]) if at_baseline(d) else ():
         wanted = {**d, "head": base,
-                  "embeddings": None if base in VECTOR_FREE_HEADS else (d["embeddings"] or GLOVE),
+                  "embeddings": (d["embeddings"] or GLOVE) if uses_vectors(base) else None,
                   "adjacency": (d["adjacency"] or BASELINE_ADJACENCY) if uses_graph(base)
                   else None}
-        if d["head"] == "gcn-identity" and base == "gcn":
-            what = "identity graph (A = I) instead of the label graph"
-        else:
-            what = f"{head_name(d['head'])} head instead of {head_name(base)}"
+        what = (heads.get(d["head"]).comparison
+                or f"{head_name(d['head'])} head instead of {head_name(base)}")
         out.append((what, wanted, False))
     if d["embeddings"] is not None and embedding_kind(d["embeddings"]) != GLOVE:
         out.append((f"{embedding_kind(d['embeddings'])} label vectors instead of GloVe",

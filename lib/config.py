@@ -23,7 +23,7 @@ import dataclasses
 import math
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from lib.errors import SettingsError
@@ -36,13 +36,20 @@ class ConfigError(SettingsError):
 
 
 def setting(default: Any = dataclasses.MISSING, *, help: str = "",  # noqa: A002
-            choices: tuple | None = None, cli: bool = True,
+            choices: tuple | Callable[[], tuple] | None = None, cli: bool = True,
             default_factory: Any = dataclasses.MISSING) -> Any:
-    """A dataclass field with the metadata :func:`add_arguments` reads."""
+    """A dataclass field with the metadata :func:`add_arguments` reads. ``choices`` may be
+    a function returning them, read at each use (a registry that can grow: lib.heads)."""
     meta = {"help": help, "choices": choices, "cli": cli}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
+
+
+def choices_of(f: dataclasses.Field) -> tuple | None:
+    """The declared choices of a field (a function's result when it is one)."""
+    allowed = f.metadata.get("choices")
+    return tuple(allowed()) if callable(allowed) else allowed
 
 
 def field_names(cls: type) -> list[str]:
@@ -205,8 +212,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, *,
             kwargs["metavar"] = f.name.upper()
         else:
             kwargs["type"] = _cli_type(tp, optional)
-            if f.metadata.get("choices"):
-                kwargs["choices"] = f.metadata["choices"]
+            if choices_of(f):
+                kwargs["choices"] = choices_of(f)
         parser.add_argument(option, **kwargs)
 
 
@@ -237,7 +244,7 @@ def to_dict(obj: Any) -> dict[str, Any]:
 def check_choice(obj: Any, name: str) -> None:
     """:class:`ConfigError` when field ``name`` is not one of its declared choices."""
     f = next(f for f in dataclasses.fields(obj) if f.name == name)
-    allowed = f.metadata.get("choices")
+    allowed = choices_of(f)
     value = getattr(obj, name)
     if allowed and value not in allowed:
         raise ConfigError(f"{type(obj).__name__}.{name}={value!r}; expected one of "

@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from lib import paths
+from lib import heads, paths
 from lib.device import autocast, resolve_device
 from lib.images import decode_images, find_images, image_cache, random_flips
 from lib.logs import progress as tqdm
@@ -148,7 +148,7 @@ def load_model(run: str | os.PathLike | RunFolder, which: str = "best",
     where = paths.portable(folder.best_path if which == "best" else folder.checkpoint_path)
     aux = state if which == "best" else {}
     vectors, adjacency = _stored(state, aux, "label_vectors"), _stored(state, aux, "adjacency")
-    if cfg["head"] != "linear" and vectors is None:
+    if heads.get(cfg["head"]).uses_vectors and vectors is None:
         raise RunError(f"{where}: holds no label vectors for head {cfg['head']!r}")
     model = build_annotator(cfg, cfg["num_labels"], vectors, adjacency,
                             cfg["normalization_mean"], cfg["normalization_std"],

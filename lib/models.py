@@ -21,6 +21,9 @@
   Why these two, and why a zero last layer rather than a zero gate: docs/method.md,
   "Graph heads beyond the reference".
 
+  The heads are registered in :mod:`lib.heads` (what each uses, how it is built and
+  compared); their modules are in :mod:`lib.head_modules`.
+
 Default backbone of the embedded configuration: ``resnet10t`` (timm; 4.9 M parameters,
 D = 512). Chosen because it trains from scratch (no pretrained weights offline) and is the
 fastest of the residual candidates measured on 2 CPU cores, forward + backward of a batch
@@ -31,7 +34,6 @@ full Corel-5k recipe uses ``tresnet_m`` (D = 2048, ImageNet-pretrained, mean 0 /
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -42,15 +44,30 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from lib import heads
+from lib.head_modules import (  # noqa: F401 - the GCN heads' modules, importable from here
+    GCNHead,
+    GraphConvolution,
+    LearnedGraphGCN,
+    ResidualGCNHead,
+)
+
 DEFAULT_BACKBONE = "resnet10t"
-#: the label heads, in the order reports list them
-HEADS = ("gcn", "linear", "gcn-identity", "gcn-residual", "gcn-learned")
-#: heads that add a zero-initialised GCN correction to the linear head
-RESIDUAL_HEADS = ("gcn-residual", "gcn-learned")
 #: the reference's Corel-5k normalisation (docs/method.md, "Training and protocols")
 COREL5K_STATS = ((0.3928, 0.4079, 0.3531), (0.2559, 0.2436, 0.2544))
 #: the reference's normalisation of its augmented runs (4,500 real + 13,500 fake images)
 COREL5K_AUG_STATS = ((0.4249, 0.4365, 0.3926), (0.1955, 0.1830, 0.1987))
+
+
+def __getattr__(name: str):
+    # ``HEADS`` (the registered heads, in the order reports list them) and ``RESIDUAL_HEADS``
+    # (those adding a zero-initialised GCN correction to the linear head) are read from the
+    # registry (lib.heads) at each access, so a head registered later is in them
+    if name == "HEADS":
+        return heads.names()
+    if name == "RESIDUAL_HEADS":
+        return heads.residual_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def reference_stats(augmented: bool) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -59,111 +76,18 @@ def reference_stats(augmented: bool) -> tuple[tuple[float, ...], tuple[float, ..
     return COREL5K_AUG_STATS if augmented else COREL5K_STATS
 
 
-class GraphConvolution(nn.Module):
-    """``H' = A H W`` without bias (ML-GCN's layer, same uniform(+-1/sqrt(out)) init)."""
-
-    def __init__(self, in_features: int, out_features: int):
-        super().__init__()
-        self.weight = nn.Parameter(torch.empty(in_features, out_features))
-        bound = 1.0 / math.sqrt(out_features)
-        nn.init.uniform_(self.weight, -bound, bound)
-
-    def forward(self, h: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
-        return adjacency @ (h @ self.weight)
-
-
-class GCNHead(nn.Module):
-    """Label classifiers from a two-layer GCN over fixed label vectors and graph."""
-
-    def __init__(self, label_vectors: torch.Tensor, adjacency: torch.Tensor, out_features: int,
-                 hidden: int = 1024):
-        super().__init__()
-        self.register_buffer("label_vectors", label_vectors.float())
-        self.register_buffer("adjacency", adjacency.float())
-        self.gc1 = GraphConvolution(label_vectors.shape[1], hidden)
-        self.act = nn.LeakyReLU(0.2)
-        self.gc2 = GraphConvolution(hidden, out_features)
-
-    def graph(self) -> torch.Tensor:
-        """The adjacency the convolutions use (the fixed buffer here)."""
-        return self.adjacency
-
-    def classifiers(self) -> torch.Tensor:
-        """The per-label classifiers ``W`` (C x D)."""
-        graph = self.graph()
-        h = self.act(self.gc1(self.label_vectors, graph))
-        return self.gc2(h, graph)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return features @ self.classifiers().t()
-
-
-class LearnedGraphGCN(GCNHead):
-    """A :class:`GCNHead` whose adjacency is ``A_0 + Delta``: ``A_0`` (the ``adjacency``
-    buffer, e.g. the co-occurrence graph) fixed, ``Delta`` (C x C) a parameter starting at
-    zero, unconstrained (an edge can be strengthened, removed, made negative or added)."""
-
-    def __init__(self, label_vectors: torch.Tensor, adjacency: torch.Tensor, out_features: int,
-                 hidden: int = 1024):
-        super().__init__(label_vectors, adjacency, out_features, hidden=hidden)
-        self.adjacency_delta = nn.Parameter(torch.zeros_like(self.adjacency))
-
-    def graph(self) -> torch.Tensor:
-        return self.adjacency + self.adjacency_delta
-
-
-class ResidualGCNHead(nn.Module):
-    """The CNN-only linear head corrected by a GCN:
-    ``logits = features @ (W_linear + W_gcn)^T + b``.
-
-    The GCN's last layer starts at zero, so at initialisation ``W_gcn = 0`` and the logits
-    are exactly the linear head's. Gradient flow: ``dL/dW2 = (A H)^T dL/dW_gcn`` is non-zero
-    from the first step (``H``, the first layer's output, is not zero); the first layer and
-    a learnt adjacency get gradient from the second step on, once ``W2 != 0``. Every update of
-    ``W2`` moves each label's classifier by a graph-smoothed mixture of its neighbours'
-    gradients (``A H H^T A^T`` applied to ``dL/dW``): that is the graph's whole influence."""
-
-    def __init__(self, linear: nn.Linear, gcn: GCNHead):
-        super().__init__()
-        if linear.weight.shape[1] != gcn.gc2.weight.shape[1]:
-            raise ValueError(f"linear head takes {linear.weight.shape[1]} features, the GCN "
-                             f"makes {gcn.gc2.weight.shape[1]}-d classifiers")
-        self.linear = linear
-        self.gcn = gcn
-        nn.init.zeros_(self.gcn.gc2.weight)
-
-    def graph_part(self) -> torch.Tensor:
-        """``W_gcn`` (C x D), the GCN's correction of the linear classifiers."""
-        return self.gcn.classifiers()
-
-    def classifiers(self) -> torch.Tensor:
-        """The effective per-label classifiers ``W_linear + W_gcn`` (C x D)."""
-        return self.linear.weight + self.graph_part()
-
-    def graph_share(self) -> torch.Tensor:
-        """Per label, ``|W_gcn| / (|W_linear| + |W_gcn|)`` (row norms): 0 = the linear
-        classifier alone, 1 = the graph part alone, 0.5 = both as large."""
-        lin = self.linear.weight.norm(dim=1)
-        gcn = self.graph_part().norm(dim=1)
-        total = lin + gcn
-        return torch.where(total > 0, gcn / total.clamp(min=torch.finfo(total.dtype).tiny),
-                           torch.zeros_like(total))
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return nn.functional.linear(features, self.classifiers(), self.linear.bias)
-
-
 class AnnotationModel(nn.Module):
     """Backbone + head. ``forward(images)`` returns logits (B, C)."""
 
     def __init__(self, backbone: nn.Module, head: nn.Module, *, head_name: str,
-                 backbone_name: str):
+                 backbone_name: str, num_labels: int | None = None):
         super().__init__()
         self.backbone = backbone
         self.head = head
         self.head_name = head_name
         self.backbone_name = backbone_name
         self.num_features = backbone.num_features
+        self.num_labels = num_labels
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Pooled image features (B, D)."""
@@ -174,21 +98,21 @@ class AnnotationModel(nn.Module):
 
     def label_classifiers(self) -> torch.Tensor | None:
         """The per-label classifiers (C, D) the GCN makes (for the residual heads: the
-        effective ``W_linear + W_gcn``); None for the linear head."""
-        if isinstance(self.head, (GCNHead, ResidualGCNHead)):
-            return self.head.classifiers()
-        return None
+        effective ``W_linear + W_gcn``); None for a head without ``classifiers()`` (the
+        linear head)."""
+        classifiers = getattr(self.head, "classifiers", None)
+        return classifiers() if callable(classifiers) else None
 
     def graph_share(self) -> torch.Tensor:
         """Per label (C,), the fraction of its classifier's norm that comes from the graph
         part: ``|W_gcn| / (|W_linear| + |W_gcn|)`` for the residual heads, 1 for ``"gcn"``
-        and ``"gcn-identity"`` (the GCN is the whole classifier), 0 for ``"linear"``."""
-        if isinstance(self.head, ResidualGCNHead):
-            return self.head.graph_share()
-        if isinstance(self.head, GCNHead):
-            return torch.ones(self.head.label_vectors.shape[0],
-                              device=self.head.label_vectors.device)
-        return torch.zeros(self.head.weight.shape[0], device=self.head.weight.device)
+        and ``"gcn-identity"`` (the GCN is the whole classifier), 0 for ``"linear"`` (and
+        any head without a ``graph_share()``)."""
+        share = getattr(self.head, "graph_share", None)
+        if callable(share):
+            return share()
+        n = self.num_labels if self.num_labels is not None else self.head.weight.shape[0]
+        return torch.zeros(n, device=next(self.parameters()).device)
 
 
 def create_backbone(name: str = DEFAULT_BACKBONE, pretrained: bool = False,
@@ -244,37 +168,30 @@ def _as_tensor(x, name: str, shape: tuple[int | None, ...]) -> torch.Tensor:
 def build_model(num_labels: int, *, head: str = "gcn", backbone: str = DEFAULT_BACKBONE,
                 pretrained: bool = False, weights: str | os.PathLike | None = None,
                 label_vectors=None, adjacency=None, hidden: int = 1024) -> AnnotationModel:
-    """Build the annotation model (``head`` one of :data:`HEADS`).
+    """Build the annotation model (``head`` a registered head, :mod:`lib.heads`).
 
-    ``label_vectors`` (C x d) are needed by the GCN heads, ``adjacency`` (C x C, used as
-    given, e.g. from :func:`lib.graph.adjacency`) by ``"gcn"`` and the residual heads
-    (``"gcn-learned"`` starts from it); ``"gcn-identity"`` uses I. The residual heads draw
+    ``label_vectors`` (C x d) are needed by the heads that use them (the GCN heads),
+    ``adjacency`` (C x C, used as given, e.g. from :func:`lib.graph.adjacency`) by those that
+    use the graph (``"gcn"`` and the residual heads; ``"gcn-learned"`` starts from it;
+    ``"gcn-identity"`` uses I); a head is given only what it uses. The residual heads draw
     their linear layer first, so with the same seed their linear part equals the
     ``"linear"`` head's initialisation."""
-    if head not in HEADS:
-        raise ValueError(f"unknown head {head!r}; choose one of {HEADS}")
+    spec = heads.get(head)
     encoder = create_backbone(backbone, pretrained=pretrained, weights=weights)
     dim = encoder.num_features
-    if head == "linear":
-        module: nn.Module = nn.Linear(dim, num_labels)
-    else:
+    vectors = graph = None
+    if spec.uses_vectors:
         if label_vectors is None:
             raise ValueError(f"head {head!r} needs label_vectors (C x d)")
         vectors = _as_tensor(label_vectors, "label_vectors", (num_labels, None))
-        if head == "gcn-identity":
-            graph = torch.eye(num_labels)
-        elif adjacency is None:
+    if spec.uses_graph:
+        if adjacency is None:
             raise ValueError(f"head {head!r} needs an adjacency matrix (C x C); "
                              "use head='gcn-identity' for A = I")
-        else:
-            graph = _as_tensor(adjacency, "adjacency", (num_labels, num_labels))
-        if head in RESIDUAL_HEADS:
-            linear = nn.Linear(dim, num_labels)  # drawn first: the "linear" head's init
-            gcn_class = LearnedGraphGCN if head == "gcn-learned" else GCNHead
-            module = ResidualGCNHead(linear, gcn_class(vectors, graph, dim, hidden=hidden))
-        else:
-            module = GCNHead(vectors, graph, dim, hidden=hidden)
-    return AnnotationModel(encoder, module, head_name=head, backbone_name=backbone)
+        graph = _as_tensor(adjacency, "adjacency", (num_labels, num_labels))
+    module = spec.build(dim, num_labels, label_vectors=vectors, adjacency=graph, hidden=hidden)
+    return AnnotationModel(encoder, module, head_name=head, backbone_name=backbone,
+                           num_labels=num_labels)
 
 
 def channel_stats(images: Iterable | torch.Tensor, progress: bool = False

@@ -119,7 +119,7 @@ def is_corel5k(confs: Sequence[Configuration]) -> bool:
 def _order(conf: Configuration) -> tuple:
     from lib.losses import LOSSES  # imports torch: only when a table is built
 
-    heads, losses = comparisons.HEAD_ORDER, tuple(LOSSES)
+    heads, losses = comparisons.head_order(), tuple(LOSSES)
     return (losses.index(conf.loss) if conf.loss in losses else len(losses), conf.loss,
             heads.index(conf.head) if conf.head in heads else len(heads), conf.head, conf.name)
 

@@ -146,9 +146,10 @@ class Trainer:
 
     # ----------------------------------------------------------------- set-up
     def _load_data(self) -> None:
-        from lib import data, embeddings, graph
+        from lib import data, embeddings, graph, heads
 
         c = self.config
+        head = heads.get(c.head)
         root = paths.dataset_dir(c.data)
         reference = c.protocol == "reference"
         self.dataset = data.load_dataset(root, seed=c.seed,
@@ -190,13 +191,20 @@ class Trainer:
                                    c.image_size) for s in self.eval_splits}
                 # every image trained on (the reference tunes thresholds on its train loader)
                 self.eval_images["train"] = self.train_images
-                vectors = embeddings.cached_label_vectors(root, self.labels, c.embeddings,
-                                                          seed=c.seed)
+                # only for a head that uses them (lib.heads); neither draws from a global
+                # random source (random vectors have their own seeded generator), so
+                # skipping them changes no number of the other heads
+                vectors = (embeddings.cached_label_vectors(root, self.labels, c.embeddings,
+                                                           seed=c.seed)
+                           if head.uses_vectors else None)
             self.dist.barrier()
         # the label graph from the real training labels only (never from fakes)
-        adjacency = graph.adjacency(train.targets, recipe=c.adjacency)
-        self.label_vectors = torch.as_tensor(np.asarray(vectors), dtype=torch.float32)
-        self.adjacency = torch.as_tensor(np.asarray(adjacency), dtype=torch.float32)
+        adjacency = (graph.adjacency(train.targets, recipe=c.adjacency) if head.uses_graph
+                     else None)
+        self.label_vectors = (torch.as_tensor(np.asarray(vectors), dtype=torch.float32)
+                              if vectors is not None else None)
+        self.adjacency = (torch.as_tensor(np.asarray(adjacency), dtype=torch.float32)
+                          if adjacency is not None else None)
         self.train_targets = targets
         self.root = root
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from lib import config as settings
-from lib import graph, losses, models, paths
+from lib import graph, heads, losses, models, paths
 from lib.config import ConfigError, setting
 from lib.images import image_cache  # noqa: F401 - part of this module's public API
 from lib.runs import RunFolder, seed_dir
@@ -72,7 +72,7 @@ class TrainConfig:
     lr: float = setting(2e-3, help="Adam learning rate (OneCycle maximum)")
     weight_decay: float = setting(0.0, help="Adam weight decay")
     loss: str = setting("asl", choices=tuple(losses.LOSSES), help="training loss")
-    head: str = setting("gcn", choices=models.HEADS, help="label head")
+    head: str = setting("gcn", choices=heads.names, help="label head (lib.heads)")
     adjacency: str = setting("seed", choices=graph.RECIPES, help="label-graph recipe")
     embeddings: str = setting("glove-6b-50d", help="label-vector source (lib.embeddings)")
     hidden: int = setting(1024, help="GCN hidden size")

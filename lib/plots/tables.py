@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from lib.comparisons import HEAD_ORDER, head_name
+from lib.comparisons import head_name, head_order
 
 METRIC_LABELS = {"per_class_f1": "per-class F1", "per_image_f1": "per-image F1", "mAP": "mAP"}
 
@@ -21,9 +21,10 @@ def main_table_bars(table: pd.DataFrame, metric: str = "per_class_f1"):
     losses = list(dict.fromkeys(ours["loss"]))
     # one series per head, and per protocol: a leaky (reference-protocol) run of the same
     # head and loss is its own series, marked with a dagger
+    order = head_order()
     keys = sorted({(h, bool(lk)) for h, lk in zip(ours["head"], ours["leaky"], strict=True)},
-                  key=lambda k: (HEAD_ORDER.index(k[0]) if k[0] in HEAD_ORDER
-                                 else len(HEAD_ORDER), k[0], k[1]))
+                  key=lambda k: (order.index(k[0]) if k[0] in order else len(order), k[0],
+                                 k[1]))
     palette = sns.color_palette(n_colors=max(len(keys), 1))
     fig, axes = plt.subplots(1, max(len(blocks), 1), figsize=(4.2 * max(len(blocks), 1), 3.6),
                              squeeze=False, sharey=True)
