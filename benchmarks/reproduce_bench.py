@@ -102,7 +102,7 @@ def measure(params: str, data: str | None, keep: Path | None) -> dict[str, Any]:
         raise SystemExit(f"make {target} failed with exit status {code}")
     return {
         "benchmark": "make reproduce (fresh results folder)",
-        "params": params, "data": data or "(parameter set default)", "results": str(results),
+        "params": params, "data": data or "(parameter set default)", "results": _where(results),
         "wall_seconds": round(wall, 1), "wall_minutes": round(wall / 60, 2),
         "peak_rss_largest_process_gb": round(largest / 1024**3, 3),
         "peak_rss_process_tree_gb": round(tree_peak / 1024**3, 3),
@@ -148,6 +148,14 @@ def is_headline(key: str) -> bool:
     """Whether the flattened ``key`` (``a.b.time_ratio_side_by_side``) is a headline number."""
     last = key.lower().rsplit(".", 1)[-1]
     return last in HEADLINE_KEYS or any(w in HEADLINE_WORDS for w in last.split("_"))
+
+
+def _where(folder: Path) -> str:
+    """A results folder as recorded: repository-relative, else not named (no machine path)."""
+    try:
+        return Path(folder).resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        return "(a folder outside the repository)"
 
 
 def summarize(folder: Path) -> str:
