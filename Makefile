@@ -123,7 +123,7 @@ corel5k: ## fetch Corel-5k from Kaggle into data/corel5k (needs the kaggle CLI +
 		exit 1; \
 	fi
 
-# `make lab`: notebooks write to results/lab/ (lib/paths.py), never to a parameter set's
+# `make lab`: notebooks write to results/lab/ (lib/core/paths.py), never to a parameter set's
 # folder; RESULTS=dir chooses another. The kernels talk over IPC sockets (no TCP warning);
 # the server listens on 127.0.0.1 only. LAB_ARGS passes more options (e.g. --no-browser).
 LAB_ARGS ?=

@@ -2,8 +2,8 @@
 
 1. Forward + backward of a batch of 32 random 64 x 64 images for a few small timm backbones
    (from scratch, train mode, CPU threads as given), median of several repeats: the embedded
-   default (``lib.models.DEFAULT_BACKBONE``) should be among the fastest residual nets.
-2. ``lib.metrics.mcc_thresholds`` (vectorised) against the plain double loop over labels and
+   default (``lib.method.models.DEFAULT_BACKBONE``) should be among the fastest residual nets.
+2. ``lib.method.metrics.mcc_thresholds`` (vectorised) against the plain double loop over labels and
    thresholds with scikit-learn's ``matthews_corrcoef`` on a Corel-sized case (499 x 260):
    the median of several calls of each (one call of a few milliseconds is mostly noise).
 
@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from provenance import fast, provenance  # noqa: E402 - beside this script
 
-from lib import models  # noqa: E402
-from lib.metrics import MCC_GRID, mcc_thresholds  # noqa: E402
-from lib.utils import atomic_write_json  # noqa: E402
+from lib.core.fileio import atomic_write_json  # noqa: E402
+from lib.method import models  # noqa: E402
+from lib.method.metrics import MCC_GRID, mcc_thresholds  # noqa: E402
 
 CANDIDATES = ("resnet10t", "resnet18", "resnet14t", "efficientnet_b0", "mobilenetv3_small_100")
 

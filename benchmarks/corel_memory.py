@@ -7,17 +7,19 @@ Corel-5k's augmented training set is 4,500 real images plus 13,500 ML-WGAN fakes
 its uint8 decode cache is 18,000 x 448 x 448 x 3 bytes (about 10.8 GB). This script measures
 that cache through the real code path, on data of the right shape:
 
-1. draws the stand-in of the Corel-5k annotation folder (``lib.standin``; 4,999 JPEGs);
+1. draws the stand-in of the Corel-5k annotation folder (``lib.data.drawn.standin``; 4,999 JPEGs);
 2. writes placeholder fakes (benchmark only, not WGAN outputs): for every training image the
-   three files ``lib.augmentation`` writes, ``<stem>_aug.jpeg``, ``<stem>_aug_hor_flip.jpeg`` and
+   three files ``lib.data.augmentation`` writes, ``<stem>_aug.jpeg``,
+    ``<stem>_aug_hor_flip.jpeg`` and
    ``<stem>_aug_rot_90.jpeg``, made from the stand-in the way the ML-WGAN's inputs and outputs
-   are shaped (``lib.wgan.preprocess``: 128x192; ``lib.wgan.fake_variants``: as is, flipped,
-   rotated to 192x128), and ``train_aug.json`` with ``lib.augmentation.write_train_aug``;
-3. builds the decode caches as the trainer does (``lib.images.image_cache`` on
-   ``lib.data.load_dataset``; train + train_aug, then test): under a temporary
+   are shaped (``lib.method.wgan.preprocess``: 128x192; ``lib.method.wgan.fake_variants``: as is,
+    flipped,
+   rotated to 192x128), and ``train_aug.json`` with ``lib.data.augmentation.write_train_aug``;
+3. builds the decode caches as the trainer does (``lib.training.images.image_cache`` on
+   ``lib.data.datasets.load_dataset``; train + train_aug, then test): under a temporary
    ``AIA_DATA_DIR``, so nothing lands in ``data/``;
 4. reads the memory-mapped training cache through one shuffled epoch of batch-32 fetches
-   (``lib.images.CachedImages.__getitems__``, as the DataLoader does).
+   (``lib.training.images.CachedImages.__getitems__``, as the DataLoader does).
 
 Measured: cache size on disk, build time, and the process's resident memory, peak over each
 step: ``VmRSS`` (all resident pages) split into ``RssAnon`` (private memory) and ``RssFile``
@@ -54,8 +56,9 @@ sys.path.insert(0, str(ROOT))
 
 from provenance import fast, provenance  # noqa: E402 - beside this script
 
-from lib import paths  # noqa: E402
-from lib.utils import atomic_write_bytes, atomic_write_json, git_commit  # noqa: E402
+from lib.core import paths  # noqa: E402
+from lib.core.fileio import atomic_write_bytes, atomic_write_json  # noqa: E402
+from lib.core.provenance import git_commit  # noqa: E402
 
 GB = 1024**3
 DISK_MARGIN = 2 * GB
@@ -143,14 +146,17 @@ def _gb(n: float) -> float:
 
 def placeholder_fakes(root: Path, progress: bool = True) -> Path:
     """For every training image of ``root``, the three files ``python -m lib augment`` would
-    write (names from ``lib.augment_records.aug_names``), made cheaply from the stand-in
-    itself: the ML-WGAN's input (``lib.wgan.preprocess``, 128x192) saved as is, flipped and rotated
-    (``lib.wgan.fake_variants``); then ``train_aug.json`` (``lib.augmentation.write_train_aug``).
+    write (names from ``lib.data.augment_records.aug_names``), made cheaply from the stand-in
+    itself: the ML-WGAN's input (``lib.method.wgan.preprocess``, 128x192) saved as is, flipped and
+    rotated
+    (``lib.method.wgan.fake_variants``); then ``train_aug.json``
+    (``lib.data.augmentation.write_train_aug``).
     For this benchmark only: these are not WGAN outputs."""
     from tqdm.auto import tqdm
 
-    from lib import augment_records, augmentation, wgan
-    from lib.data import read_image
+    from lib.data import augment_records, augmentation
+    from lib.data.datasets import read_image
+    from lib.method import wgan
 
     reference = wgan.WGANConfig()  # the reference recipe's size and crop
     _, names, _ = augmentation.training_order(root)
@@ -160,7 +166,7 @@ def placeholder_fakes(root: Path, progress: bool = True) -> Path:
         variants = wgan.fake_variants([x, x, x])
         for aug, array in zip(augment_records.aug_names(name), variants, strict=True):
             atomic_write_bytes(root / "images" / aug, wgan.jpeg_bytes(array))
-    # train_aug.json as lib.augmentation writes it (3 entries per image, training order, the
+    # train_aug.json as lib.data.augmentation writes it (3 entries per image, training order, the
     # source's labels); written here because these placeholders carry no recorded WGAN settings
     labels, names, targets = augmentation.training_order(root)
     samples = [{"image_name": aug, "image_labels": [labels[j] for j in np.flatnonzero(row)]}
@@ -201,14 +207,15 @@ def evict_page_cache(path: Path) -> bool:
 
 def run(annotations: Path, work: Path, size: int, val_fraction: float, batch: int,
         limit: int | None, seed: int = 0) -> dict[str, Any]:
-    from lib import images, standin
-    from lib.data import load_dataset
+    from lib.data.datasets import load_dataset
+    from lib.data.drawn import standin
+    from lib.training import images
 
     os.environ["AIA_DATA_DIR"] = str(work / "data")  # the caches go under the work folder
     dataset_root = work / "corel5k-standin"
     steps: dict[str, Any] = {}
 
-    with Step("stand-in images (lib.standin)") as step:
+    with Step("stand-in images (lib.data.drawn.standin)") as step:
         standin.generate_standin(annotations, dataset_root, seed=seed, limit=limit,
                                  progress=sys.stderr.isatty())
     n_images = sum(1 for _ in (dataset_root / "images").iterdir())
@@ -224,7 +231,7 @@ def run(annotations: Path, work: Path, size: int, val_fraction: float, batch: in
     names = list(ds.splits["train"].names) + list(ds.splits["train_aug"].names)
     targets = np.concatenate([ds.splits["train"].targets, ds.splits["train_aug"].targets])
     with Step(f"train + train_aug cache, {len(names)} images at {size} px "
-              "(lib.images.image_cache)") as step:
+              "(lib.training.images.image_cache)") as step:
         train_cache = images.image_cache(ds, "train+train_aug", names, size)
     cache_file = Path(train_cache.filename)
     steps["train_cache_build"] = step.result(

@@ -38,8 +38,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from provenance import provenance  # noqa: E402 - beside this script
 
-from lib import paths, standin, training, wgan  # noqa: E402
-from lib.trainer import Trainer  # noqa: E402
+from lib.core import paths  # noqa: E402
+from lib.data.drawn import standin
+from lib.method import wgan
+from lib.training import settings
+from lib.training.trainer import Trainer  # noqa: E402
 
 REFERENCE_EPOCH_SECONDS = 135.0
 
@@ -55,7 +58,7 @@ def train_epoch(data: Path, out: Path, *, amp: bool, protocol: str, steps: int |
                  "embeddings": "random", "epochs": 1, "num_workers": 8,
                  "protocol": protocol, "amp": amp, "overwrite": True,
                  "channels_last": channels_last, **(smoke or {})}
-    config = training.build_config("corel5k", overrides)
+    config = settings.build_config("corel5k", overrides)
     trainer = Trainer(config)
     _sync()
     if torch.cuda.is_available():

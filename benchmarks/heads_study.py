@@ -3,7 +3,7 @@
 Trains the embedded default configuration (``TrainConfig()``: resnet10t from scratch, 64 px,
 5 epochs, ASL) with each head in ``--heads`` (default: linear, gcn, gcn-residual,
 gcn-learned) and each seed in ``--seeds`` (default 0 1 2) on two datasets drawn by
-:mod:`lib.synth` with seed 0:
+:mod:`lib.data.drawn.synth` with seed 0:
 
 - ``scenes``: the embedded default dataset;
 - ``scenes-implied``: variant ``"implied"``, where six labels (fish, car, stars, mushroom,
@@ -49,12 +49,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lib import data, metrics, models, paths, synth  # noqa: E402
-from lib.inference import load_model  # noqa: E402
-from lib.training import TrainConfig, train  # noqa: E402
-from lib.utils import atomic_write_json, atomic_write_text, git_commit  # noqa: E402
+from lib.core import paths  # noqa: E402
+from lib.core.fileio import atomic_write_json, atomic_write_text  # noqa: E402
+from lib.core.provenance import git_commit
+from lib.data import predictions  # noqa: E402
+from lib.data.drawn import synth
+from lib.method import metrics, models
+from lib.training.inference import load_model  # noqa: E402
+from lib.training.launch import train  # noqa: E402
+from lib.training.settings import TrainConfig
 
-#: dataset folder name -> lib.synth variant
+#: dataset folder name -> lib.data.drawn.synth variant
 DATASETS = {"scenes": "default", "scenes-implied": "implied"}
 DEFAULT_HEADS = ("linear", "gcn", "gcn-residual", "gcn-learned")
 BUCKETS = ("rare", "medium", "frequent", "implied")
@@ -110,9 +115,9 @@ def run_record(run_dir: Path, dataset, head: str) -> dict[str, Any]:
     hist = pd.read_csv(run_dir / "history.csv").to_dict("records")
     best = [row for row in hist if str(row["best"]).lower() == "true"][-1]
     y_true = dataset.splits["test"].targets
-    scores = metrics.read_predictions(run_dir / "predictions.csv", labels)
+    scores = predictions.read_predictions(run_dir / "predictions.csv", labels)
     scores = scores.loc[list(dataset.splits["test"].names)].to_numpy()
-    thresholds = metrics.read_thresholds(run_dir / "thresholds.json", labels)
+    thresholds = predictions.read_thresholds(run_dir / "thresholds.json", labels)
     record = {
         "f1_0.5": m["at_0.5"]["per_class_f1"], "n_plus_0.5": m["at_0.5"]["n_plus"],
         "f1_mcc": m["mcc"]["per_class_f1"], "n_plus_mcc": m["mcc"]["n_plus"],
@@ -168,9 +173,9 @@ def bootstrap_metrics(run_dir: Path, dataset, n_boot: int = N_BOOT, seed: int = 
     test images, so every run of a dataset sees the same ones (a paired bootstrap)."""
     labels = list(dataset.labels)
     y_true = dataset.splits["test"].targets
-    scores = metrics.read_predictions(run_dir / "predictions.csv", labels)
+    scores = predictions.read_predictions(run_dir / "predictions.csv", labels)
     scores = scores.loc[list(dataset.splits["test"].names)].to_numpy()
-    pred = scores >= metrics.read_thresholds(run_dir / "thresholds.json", labels)
+    pred = scores >= predictions.read_thresholds(run_dir / "thresholds.json", labels)
     rng = np.random.default_rng(seed)
     out: dict[str, list[float]] = {"f1_mcc": [], "map": []}
     for _ in range(n_boot):
@@ -243,7 +248,7 @@ def markdown(result: dict[str, Any]) -> str:
              "mAP; MCC thresholds tuned on validation. mean ± std (sample std) over seeds.", ""]
     for ds, heads in result["summary"].items():
         info = result["datasets"][ds]
-        lines += [f"## {ds} (lib.synth variant `{info['variant']}`)", "",
+        lines += [f"## {ds} (lib.data.drawn.synth variant `{info['variant']}`)", "",
                   "| head | " + " | ".join(name for _, name in HEADLINE) + " | graph share |",
                   "|---|" + "---|" * (len(HEADLINE) + 1)]
         for head, entry in heads.items():
@@ -325,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         root = data_dir / (f"{name}-smoke" if args.smoke else name)
         if not args.summarize:
             ensure_dataset(root, variant, sizes=sizes)
-        datasets[name] = data.load_dataset(root, seed=0)
+        datasets[name] = datasets.load_dataset(root, seed=0)
         train_targets = datasets[name].splits["train"].targets
         b = frequency_buckets(train_targets)
         implied = [datasets[name].labels.index(lab) for lab in synth.implied_labels()]

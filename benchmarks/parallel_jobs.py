@@ -29,8 +29,9 @@ sys.path.insert(0, str(ROOT))
 from provenance import fast, provenance  # noqa: E402 - beside this script
 from reproduce_bench import bench_dir  # noqa: E402 - beside this script
 
-from lib import paths  # noqa: E402
-from lib.utils import atomic_write_json, git_commit  # noqa: E402
+from lib.core import paths  # noqa: E402
+from lib.core.fileio import atomic_write_json  # noqa: E402
+from lib.core.provenance import git_commit  # noqa: E402
 
 
 def start(data: Path, out: Path, seed: int, threads: int) -> subprocess.Popen:
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     data = paths.dataset_dir(args.data or paths.DEFAULT_DATASET)
     if not (data / "train.json").exists():
-        from lib import synth
+        from lib.data.drawn import synth
 
         if fast():  # a step or two: does the script run (tests/test_benchmarks.py)
             data = Path(tempfile.mkdtemp(prefix="bench-parallel-scenes-")) / "scenes"

@@ -37,7 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 from provenance import describe, fast, provenance  # noqa: E402 - beside this script
 
-from lib.utils import atomic_write_json, atomic_write_text, git_commit  # noqa: E402
+from lib.core.fileio import atomic_write_json, atomic_write_text  # noqa: E402
+from lib.core.provenance import git_commit  # noqa: E402
 
 TARGET_SECONDS = 600
 TARGET_BYTES = 4 * 1024**3

@@ -33,10 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from provenance import provenance  # noqa: E402 - beside this script
 
-from lib import metrics, paths, thresholds  # noqa: E402
-from lib.inference import run_dataset  # noqa: E402
-from lib.runs import list_runs  # noqa: E402
-from lib.utils import atomic_write_json, atomic_write_text  # noqa: E402
+from lib.core import paths  # noqa: E402
+from lib.core.fileio import atomic_write_json, atomic_write_text  # noqa: E402
+from lib.method import metrics, thresholds
+from lib.training.inference import run_dataset  # noqa: E402
+from lib.training.runs import list_runs  # noqa: E402
 
 POLICIES = [(f, k) for k in (1, 2, 3, 5) for f in ("0.5", "shared")]
 FOLDS = 5
@@ -53,7 +54,7 @@ def fold_assignment(n: int, folds: int, seed: int) -> np.ndarray:
 def out_of_fold_predictions(y, s, *, fallback: str, min_positives: int,
                             assignment: np.ndarray) -> tuple[np.ndarray, float]:
     """0/1 predictions where each fold's images get the thresholds tuned
-    (:func:`lib.thresholds.tune`) on the other folds only; and the mean number of labels
+    (:func:`lib.method.thresholds.tune`) on the other folds only; and the mean number of labels
     that fell back."""
     y, s = np.asarray(y), np.asarray(s, dtype=np.float64)
     pred = np.zeros(y.shape, dtype=bool)

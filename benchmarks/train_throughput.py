@@ -1,6 +1,7 @@
 """Training throughput: images/second of a whole training step against the bare backbone.
 
-The whole step is :meth:`lib.training.Trainer.step` fed by the trainer's own DataLoader (batches
+The whole step is :meth:`lib.training.trainer.Trainer.step` fed by the trainer's own DataLoader
+(batches
 gathered from the uint8 image cache, random flips, normalisation, forward through backbone and
 GCN head, loss, backward, Adam, OneCycle). The bare backbone is the same timm backbone
 (classifier removed) doing forward + backward of ``features.sum()`` on the same batches,
@@ -31,10 +32,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from provenance import fast, provenance  # noqa: E402 - beside this script
 
-from lib import models, paths, training  # noqa: E402
-from lib.device import autocast  # noqa: E402
-from lib.trainer import Trainer  # noqa: E402
-from lib.utils import atomic_write_json, git_commit  # noqa: E402
+from lib.core import paths  # noqa: E402
+from lib.core.fileio import atomic_write_json  # noqa: E402
+from lib.core.provenance import git_commit
+from lib.method import models
+from lib.training import settings
+from lib.training.device import autocast  # noqa: E402
+from lib.training.trainer import Trainer  # noqa: E402
 
 TARGET_RATIO = 0.9
 
@@ -51,7 +55,7 @@ def dataset_for_benchmark(data: str | None) -> Path:
     default = paths.dataset_dir(paths.DEFAULT_DATASET)
     if (default / "train.json").exists():
         return default
-    from lib import synth
+    from lib.data.drawn import synth
 
     out = Path(tempfile.mkdtemp(prefix="bench-scenes-")) / "scenes"
     n = 64 if fast() else 512
@@ -59,7 +63,7 @@ def dataset_for_benchmark(data: str | None) -> Path:
     return out
 
 
-def trainer_for(config: training.TrainConfig, steps: int) -> Trainer:
+def trainer_for(config: settings.TrainConfig, steps: int) -> Trainer:
     """A Trainer whose OneCycle schedule lasts at least ``steps`` optimiser steps: the
     benchmark takes more steps than the configuration's epochs hold, and OneCycle refuses
     to step past its end ("Tried to step N times")."""
@@ -70,7 +74,7 @@ def trainer_for(config: training.TrainConfig, steps: int) -> Trainer:
     return trainer
 
 
-def measure(config: training.TrainConfig, batches: int, warmup: int,
+def measure(config: settings.TrainConfig, batches: int, warmup: int,
             rounds: int) -> dict[str, float]:
     """Alternate ``rounds`` times between ``batches`` whole steps and ``batches`` bare-backbone
     steps (so both see the same machine load); report the best round of each (the usual
@@ -164,11 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     data = dataset_for_benchmark(args.data)
     with tempfile.TemporaryDirectory() as tmp:
         if args.reference:
-            config = training.build_config("corel5k", {
+            config = settings.build_config("corel5k", {
                 "data": str(data), "out": tmp, "pretrained": False,
                 "num_workers": min(4, os.cpu_count() or 1)})
         else:
-            config = training.TrainConfig(data=str(data), out=tmp)
+            config = settings.TrainConfig(data=str(data), out=tmp)
         r = measure(config, args.batches, args.warmup, args.rounds)
     print(f"dataset {data}; backbone {config.backbone}, {config.image_size} px, batch "
           f"{config.batch_size}, head {config.head}, loss {config.loss}; device {r['device']}, "

@@ -1,15 +1,15 @@
 """Where the fakes land: ML-WGAN augmentation of the rarest-label images against a random pick.
 
 On the embedded scenes dataset (drawn with seed 0), the same number of training images is
-augmented twice with the embedded default preset (``lib.wgan.PRESETS["default"]``), once
+augmented twice with the embedded default preset (``lib.method.wgan.PRESETS["default"]``), once
 with ``select="rare"`` and once with ``select="random"`` (two copies of the dataset folder:
 the fakes live in ``images/``); then the embedded default training configuration
 (``TrainConfig(data=..., augmented=...)``) is trained for each seed on the rare copy, the
 random copy and without augmentation. Reported per arm, as mean +- standard deviation over
 the seeds: test per-class F1 and N+ at 0.5 and at the MCC thresholds (metrics.json), and the
 mean per-label F1 over the rarest third of the labels (by training frequency; per-label F1
-from predictions.csv against the test split, ``lib.metrics.per_label_metrics``), plus each
-selection's label coverage (``lib.augmentation.augmentation_coverage``).
+from predictions.csv against the test split, ``lib.method.metrics.per_label_metrics``), plus each
+selection's label coverage (``lib.data.augmentation.augmentation_coverage``).
 
     python benchmarks/wgan_selection.py [--images 64] [--iterations N] [--seeds 0 1 2]
         [--work DIR]
@@ -37,16 +37,19 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lib import paths  # noqa: E402
-from lib.utils import atomic_write_json, atomic_write_text, git_commit  # noqa: E402
+from lib.core import paths  # noqa: E402
+from lib.core.fileio import atomic_write_json, atomic_write_text  # noqa: E402
+from lib.core.provenance import git_commit
 
 ARMS = ("baseline", "rare", "random")
 
 
 def prepare(work: Path, images: int, iterations: int | None) -> dict[str, dict]:
     """Draw the scenes dataset and augment its two copies; returns per-arm dataset info."""
-    from lib import augmentation, synth, wgan
-    from lib.config import build
+    from lib.core.config import build
+    from lib.data import augmentation
+    from lib.data.drawn import synth
+    from lib.method import wgan
 
     base = work / "data" / "scenes"
     if not (base / "train.json").is_file():
@@ -79,7 +82,7 @@ def prepare(work: Path, images: int, iterations: int | None) -> dict[str, dict]:
 
 def rarest_third(root: Path) -> tuple[list[str], np.ndarray]:
     """The labels and the mask of the rarest third by training frequency (ties by name)."""
-    from lib import augmentation
+    from lib.data import augmentation
 
     labels, _, targets = augmentation.training_order(root)
     frequency = np.asarray(targets, dtype=bool).sum(axis=0)
@@ -90,9 +93,9 @@ def rarest_third(root: Path) -> tuple[list[str], np.ndarray]:
 
 
 def score_run(run_dir: Path, data: Path, mask: np.ndarray) -> dict[str, float]:
-    from lib.data import load_dataset
-    from lib.metrics import per_label_metrics
-    from lib.runs import RunFolder
+    from lib.data.datasets import load_dataset
+    from lib.method.metrics import per_label_metrics
+    from lib.training.runs import RunFolder
 
     run = RunFolder(run_dir)
     m = run.metrics("test")
@@ -112,8 +115,9 @@ def score_run(run_dir: Path, data: Path, mask: np.ndarray) -> dict[str, float]:
 
 def train_arms(work: Path, arms: dict[str, dict], seeds: list[int],
                epochs: int | None = None) -> dict[str, list[dict]]:
-    from lib.runs import RunFolder
-    from lib.training import TrainConfig, train
+    from lib.training.launch import train
+    from lib.training.runs import RunFolder
+    from lib.training.settings import TrainConfig
 
     _, mask = rarest_third(arms["baseline"]["data"])
     results: dict[str, list[dict]] = {arm: [] for arm in ARMS}

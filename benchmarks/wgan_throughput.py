@@ -6,7 +6,7 @@
 One "image-iteration" is one WGAN-GP iteration (5 critic steps + 1 generator step) of one
 image; K = 1 is the sequential baseline, speed-up = rate(K) / rate(1).
 
-The default is the size of the embedded default preset (``lib.wgan.PRESETS["default"]``,
+The default is the size of the embedded default preset (``lib.method.wgan.PRESETS["default"]``,
 100 iterations; under a minute on one CPU thread). ``--reference`` adds the reference size
 (the ``WGANConfig`` defaults) at a few iterations: several minutes on a CPU (K = 1 runs about
 0.3 image-iterations/s), meant for a GPU.
@@ -28,9 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from provenance import fast, provenance  # noqa: E402 - beside this script
 
-from lib import wgan  # noqa: E402
-from lib.config import build  # noqa: E402
-from lib.utils import atomic_write_json, git_commit  # noqa: E402
+from lib.core.config import build  # noqa: E402
+from lib.core.fileio import atomic_write_json  # noqa: E402
+from lib.core.provenance import git_commit
+from lib.method import wgan  # noqa: E402
 
 _REF = wgan.WGANConfig()
 _EMB = build(wgan.WGANConfig, wgan.PRESETS, "default")
@@ -68,7 +69,7 @@ def main() -> None:
                         help="iterations at sizes of 128x192 and larger (slow on CPU)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (1, as lib.augmentation.augment uses on the CPU)")
+                        help="torch threads (1, as lib.data.augmentation.augment uses on the CPU)")
     parser.add_argument("--out", default=None, help="also write the table as CSV")
     args = parser.parse_args()
     if fast():  # a step or two: does the script run (tests/test_benchmarks.py)

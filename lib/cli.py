@@ -3,7 +3,7 @@
 Each command lives in the module of its concept as a ``main``-style function taking the
 argument list; this file only dispatches, importing the module lazily so that a command
 pays only for what it uses, and reports errors the one way every command shares
-(:func:`lib.errors.report`): bad input is one line ``error: <file>: <problem>`` on stderr
+(:func:`lib.core.errors.report`): bad input is one line ``error: <file>: <problem>`` on stderr
 and exit code 2; ``--debug`` anywhere (or ``AIA_DEBUG=1``) adds the traceback; Ctrl-C
 is ``interrupted`` and exit code 130; argparse's usage errors keep its exit code 2.
 """
@@ -13,23 +13,25 @@ from __future__ import annotations
 import importlib
 import sys
 
-from lib import errors
+from lib.core import errors
 
 # command -> (module, function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "synth": ("lib.synth", "main", "draw the embedded scenes dataset"),
-    "stats": ("lib.data", "stats_main", "label statistics of a dataset folder"),
-    "embed": ("lib.embeddings", "embed_main", "compute and cache the label vectors"),
-    "augment": ("lib.augmentation", "augment_main", "ML-WGAN augmentation (train_aug.json)"),
-    "train": ("lib.training", "train_main", "train a model into a run folder"),
-    "evaluate": ("lib.inference", "evaluate_main", "evaluate a run folder (metrics.json)"),
-    "score": ("lib.metrics", "score_main", "score a predictions CSV against a dataset"),
-    "annotate": ("lib.inference", "annotate_main", "annotate new images with a trained run"),
-    "convert": ("lib.convert", "convert_main",
+    "synth": ("lib.data.drawn.synth", "main", "draw the embedded scenes dataset"),
+    "stats": ("lib.data.datasets", "stats_main", "label statistics of a dataset folder"),
+    "embed": ("lib.data.embed", "embed_main", "compute and cache the label vectors"),
+    "augment": ("lib.data.augmentation", "augment_main", "ML-WGAN augmentation (train_aug.json)"),
+    "train": ("lib.training.launch", "train_main", "train a model into a run folder"),
+    "evaluate": ("lib.training.inference", "evaluate_main", "evaluate a run folder (metrics.json)"),
+    "score": ("lib.data.predictions", "score_main", "score a predictions CSV against a dataset"),
+    "annotate": ("lib.training.inference", "annotate_main",
+                 "annotate new images with a trained run"),
+    "convert": ("lib.data.convert", "convert_main",
                 "convert a TagProp / VOC / COCO release into a dataset folder"),
-    "standin": ("lib.standin", "main", "draw Corel-shaped stand-in images for annotations"),
-    "tables": ("lib.tables", "tables_main", "build the results tables from run folders"),
-    "render": ("lib.render", "render_main",
+    "standin": ("lib.data.drawn.standin", "main",
+                "draw Corel-shaped stand-in images for annotations"),
+    "tables": ("lib.pipeline.results", "tables_main", "build the results tables from run folders"),
+    "render": ("lib.pipeline.render", "render_main",
                "HTML reports and index.html of a results folder"),
 }
 

@@ -1,6 +1,6 @@
 """Oracles for tests: the evaluation numbers of a run folder computed by hand from its
 files, by the definitions of docs/method.md ("Evaluation"), with numpy and scikit-learn and
-never with lib.metrics (the code under test)."""
+never with lib.method.metrics (the code under test)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score
 
-from lib import data
+from lib.data import datasets
 
 
 def seven_by_hand(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -44,10 +44,10 @@ def top_k_by_hand(scores: np.ndarray, k: int) -> np.ndarray:
 def numbers_by_hand(run: Path) -> dict[str, float]:
     """Notebook 05's numbers (mAP and ``<block>.<metric>``) computed from the run folder's
     predictions.csv and thresholds.json and the test split's labels, by the definitions of
-    docs/method.md ("Evaluation") with numpy and scikit-learn, not with lib.metrics."""
+    docs/method.md ("Evaluation") with numpy and scikit-learn, not with lib.method.metrics."""
     cfg = json.loads((run / "config.json").read_text())
     labels = cfg["labels"]
-    test = data.load_dataset(cfg["dataset"], check_images=False, seed=cfg["seed"]
+    test = datasets.load_dataset(cfg["dataset"], check_images=False, seed=cfg["seed"]
                              ).splits["test"]
     y = np.asarray(test.targets).astype(bool)
     scores = pd.read_csv(run / "predictions.csv").set_index("image_name").loc[

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lib import paths
+from lib.core import paths
 
 #: the real Corel-5k annotation files: $AIA_COREL5K_ANNOTATIONS, default ../shared/corel5k
 COREL = Path(os.environ.get("AIA_COREL5K_ANNOTATIONS", paths.SHARED_COREL5K))
@@ -40,7 +40,7 @@ def corel_dir() -> Path:
 def tiny_scenes(tmp_path_factory) -> Path:
     """A small embedded scenes dataset drawn once per test session (read it, don't edit it;
     copy it with shutil.copytree when a test must change it)."""
-    from lib import synth
+    from lib.data.drawn import synth
 
     out = tmp_path_factory.mktemp("scenes") / "scenes"
     synth.generate(out, seed=0, size=48, n_train=96, n_val=32, n_test=32)
@@ -51,13 +51,13 @@ def tiny_scenes(tmp_path_factory) -> Path:
 def tiny_run(tiny_scenes, tmp_path_factory) -> Path:
     """A two-epoch training run on the tiny scenes dataset (read-only run folder), with the
     embedded default configuration at a small image size."""
-    from lib import training
+    from lib.training import launch, settings
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    config = training.TrainConfig(
+    config = settings.TrainConfig(
         data=str(tiny_scenes), out=str(out), epochs=2, image_size=32, batch_size=16, seed=0
     )
-    training.train(config)
+    launch.train(config)
     return out
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import matthews_corrcoef
 
-from lib import paths
+from lib.core import paths
 
 GRID = [round(0.05 * i, 2) for i in range(1, 15)]
 
@@ -87,10 +87,10 @@ def test_train_throughput_schedule_covers_every_step_it_takes(tiny_scenes, tmp_p
     """The benchmark takes more optimiser steps than the configuration's epochs hold; its
     OneCycle schedule is lengthened to cover them (the bug: "Tried to step 189 times. The
     specified number of total steps is 188")."""
-    from lib import training
+    from lib.training import settings
 
     bench = _module("train_throughput")
-    config = training.TrainConfig(data=str(tiny_scenes), out=str(tmp_path / "r"), epochs=1,
+    config = settings.TrainConfig(data=str(tiny_scenes), out=str(tmp_path / "r"), epochs=1,
                                   image_size=16, batch_size=16, device="cpu")
     per_epoch = math.ceil(96 / 16)
     steps = 3 * per_epoch + 1

@@ -1,4 +1,4 @@
-"""Converters (lib.convert): small fixtures of each source format written here, the real
+"""Converters (lib.data.convert): small fixtures of each source format written here, the real
 Corel-5k files turned into a TagProp release and back, one tiny training run and the label
 notebooks on converted data."""
 
@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lib import convert, embeddings
-from lib.convert import ConvertError, read_vecs
-from lib.data import load_dataset, stats_main
+from lib.data import convert
+from lib.data.convert import ConvertError, read_vecs
+from lib.data.datasets import load_dataset, stats_main
+from lib.method import embeddings
 
 #: the 80 MS-COCO 2014 category names in category-id order (instances_*2014.json)
 COCO_NAMES = [
@@ -448,7 +449,7 @@ def test_cli_converts_and_refuses_a_non_empty_folder(tmp_path, capsys):
 
 
 def test_cli_bare_name_goes_under_the_data_root(tmp_path):
-    from lib import paths
+    from lib.core import paths
 
     src = _voc(tmp_path, VOC_TRAINVAL, VOC_TEST)
     assert convert.convert_main(["voc", str(src), "voc-tiny", "--no-images",
@@ -486,7 +487,8 @@ def test_glove_covers_the_coco_and_voc_labels_and_reports_how():
 
 @pytest.mark.slow
 def test_converted_voc_trains_one_tiny_epoch(tmp_path):
-    from lib.training import TrainConfig, train
+    from lib.training.launch import train
+    from lib.training.settings import TrainConfig
 
     classes = list(convert.VOC_LABELS)
     trainval = {f"{i:06d}": [(classes[i % 20], 0), (classes[(i * 7) % 20], int(i % 3 == 0))]
@@ -509,7 +511,7 @@ def test_label_notebooks_run_on_a_converted_coco(tmp_path):
     """Notebooks 01 and 02, unchanged, on 80 COCO labels (15 of them multi-word)."""
     from conftest import run_notebook
 
-    from lib.utils import notebook_records
+    from lib.core.glue import notebook_records
 
     rng = np.random.default_rng(0)
 
@@ -543,7 +545,8 @@ def test_parameter_sets_of_the_converted_benchmarks(name, dataset, tmp_path):
     """Every run of the set is a valid configuration with the published recipe's settings."""
     import timm
 
-    from lib import params, training
+    from lib.pipeline import params
+    from lib.training import settings
 
     pset = params.load_param_set(name)
     assert pset.data_name == dataset and pset.synth is None
@@ -551,7 +554,7 @@ def test_parameter_sets_of_the_converted_benchmarks(name, dataset, tmp_path):
     for run, own in pset.runs.items():  # the training job's values (workflow/rules/plan.smk)
         values = {**pset.section("04_training"),
                   **{k: v for k, v in own.items() if k not in ("seeds", "gpus")}}
-        configs[run] = training.build_config(values.pop("preset", "default"),
+        configs[run] = settings.build_config(values.pop("preset", "default"),
                                              {**values.pop("overrides", {}), **values})
     assert set(configs) == set(pset.runs)
     for run, config in configs.items():

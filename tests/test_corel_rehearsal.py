@@ -7,15 +7,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lib import config, standin, training
-from lib.trainer import Trainer
+from lib.core import config
+from lib.data.drawn import standin
+from lib.training import launch, settings
+from lib.training.trainer import Trainer
 
 
 @pytest.mark.slow
 def test_reference_model_takes_an_optimiser_step_on_standin_images(corel_dir, tmp_path):
     data = standin.generate_standin(corel_dir, tmp_path / "standin", seed=0, progress=False,
                                     limit=2)
-    cfg = training.build_config("corel5k", {
+    cfg = settings.build_config("corel5k", {
         "data": str(data), "out": str(tmp_path / "run"), "pretrained": False,  # no download
         "embeddings": str(corel_dir / "glove300_corel5k.txt"), "protocol": "reference",
         "batch_size": 2, "num_workers": 0, "eval_batch_size": 2, "device": "cpu"})
@@ -38,10 +40,10 @@ def test_reference_model_takes_an_optimiser_step_on_standin_images(corel_dir, tm
 
 def test_reference_configuration_is_one_thing_from_cli_and_api():
     """`python -m lib train --preset corel5k` and the API give the same 300-d recipe."""
-    parser = training.train_parser()
-    cli = training.build_config("corel5k", config.given(parser.parse_args(
-        ["--preset", "corel5k", "--protocol", "reference"]), training.TrainConfig))
-    api = training.build_config("corel5k", {"protocol": "reference"})
+    parser = launch.train_parser()
+    cli = settings.build_config("corel5k", config.given(parser.parse_args(
+        ["--preset", "corel5k", "--protocol", "reference"]), settings.TrainConfig))
+    api = settings.build_config("corel5k", {"protocol": "reference"})
     assert cli == api
     assert api.embeddings == "glove-wiki-gigaword-300" and api.amp is None
     assert not api.resolved_amp("cuda") and api.leaky

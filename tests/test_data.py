@@ -1,4 +1,5 @@
-"""lib.data: the Corel-5k JSON format, its errors, the real Corel-5k statistics, the CLI."""
+"""lib.data.datasets: the Corel-5k JSON format, its errors, the real Corel-5k statistics, the
+CLI."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from lib import cli, data, paths
-from lib.data import DatasetError
+from lib import cli
+from lib.core import paths
+from lib.data import datasets
+from lib.data.datasets import DatasetError
 
 VOCAB = ["sky", "sea", "tree", "sun"]
 TRAIN = [("t1.png", ["sky", "sea"]), ("t2.png", ["tree"]), ("t3.png", []),
@@ -54,7 +57,7 @@ def make_dataset(root: Path, train=TRAIN, test=TEST, val=None, aug=None, images=
 
 def test_load_targets_vocabulary_and_carved_val(tmp_path):
     root = make_dataset(tmp_path / "ds")
-    ds = data.load_dataset(root, val_fraction=0.2, seed=3)
+    ds = datasets.load_dataset(root, val_fraction=0.2, seed=3)
     assert ds.labels == VOCAB and ds.val_carved and ds.image_dir == root / "images"
     assert list(ds.splits) == ["train", "val", "test"]
     assert len(ds.splits["val"]) == 2 and len(ds.splits["train"]) == 8
@@ -73,9 +76,9 @@ def test_load_targets_vocabulary_and_carved_val(tmp_path):
             assert [VOCAB[j] for j in np.flatnonzero(row)] == [
                 x for x in VOCAB if x in truth[name]]
     # deterministic in the seed
-    again = data.load_dataset(root, val_fraction=0.2, seed=3)
+    again = datasets.load_dataset(root, val_fraction=0.2, seed=3)
     assert again.splits["val"].names == ds.splits["val"].names
-    others = {tuple(data.load_dataset(root, val_fraction=0.2, seed=s).splits["val"].names)
+    others = {tuple(datasets.load_dataset(root, val_fraction=0.2, seed=s).splits["val"].names)
               for s in range(6)}
     assert len(others) > 1
     assert ds.image_path("t1.png") == root / "images" / "t1.png"
@@ -85,7 +88,7 @@ def test_val_json_and_vocabulary_file(tmp_path):
     val = [("v1.png", ["sun"])]
     root = make_dataset(tmp_path / "ds", val=val, labels=None)
     (root / "vocabulary.txt").write_text("\n".join(VOCAB) + "\n")
-    ds = data.load_dataset(root)
+    ds = datasets.load_dataset(root)
     assert not ds.val_carved and ds.labels == VOCAB
     assert ds.splits["val"].names == ["v1.png"] and len(ds.splits["train"]) == len(TRAIN)
     assert ds.splits["val"].targets.tolist() == [[0, 0, 0, 1]]
@@ -93,23 +96,23 @@ def test_val_json_and_vocabulary_file(tmp_path):
 
 def test_annotation_only_without_images(tmp_path):
     root = make_dataset(tmp_path / "ds", images=False)
-    ds = data.load_dataset(root, check_images=False)
+    ds = datasets.load_dataset(root, check_images=False)
     assert sum(len(s) for s in ds.splits.values()) == len(TRAIN) + len(TEST)
-    stats = data.dataset_statistics(ds)
+    stats = datasets.dataset_statistics(ds)
     assert stats["n_images"] == {"train": len(TRAIN), "test": len(TEST)}
     assert stats["images_without_labels"] == 1
-    assert data.example_images(ds, 4) == ([], [])
+    assert datasets.example_images(ds, 4) == ([], [])
     with pytest.raises(DatasetError, match="images folder is missing"):
-        data.load_dataset(root)
+        datasets.load_dataset(root)
 
 
 def test_train_aug_and_statistics(tmp_path):
     aug = [("t1_aug.png", ["sky", "sea"]), ("t1_aug_hor_flip.png", ["sky", "sea"]),
            ("t2_aug_rot_90.png", ["tree"]), ("t3_aug.png", [])]
     root = make_dataset(tmp_path / "ds", aug=aug)
-    full = data.load_dataset(root, val_fraction=0.0)
+    full = datasets.load_dataset(root, val_fraction=0.0)
     assert len(full.splits["val"]) == 0 and full.splits["train_aug"].names == [n for n, _ in aug]
-    stats = data.dataset_statistics(full)
+    stats = datasets.dataset_statistics(full)
     # train_aug is counted separately and in no statistic
     assert stats["n_images"] == {"train": 10, "test": 2} and stats["n_augmented"] == 4
     assert stats["n_label_assignments"] == 15 + 3
@@ -119,17 +122,17 @@ def test_train_aug_and_statistics(tmp_path):
     assert stats["labels_absent"] == {"train": [], "test": ["sun"]}
     # carving val: fakes of carved images leave train_aug (with a warning), stats unchanged
     with pytest.warns(UserWarning, match="carved into the validation split"):
-        ds = data.load_dataset(root, val_fraction=0.5, seed=0)
+        ds = datasets.load_dataset(root, val_fraction=0.5, seed=0)
     val_stems = {Path(n).stem for n in ds.splits["val"].names}
-    held = [n for n, _ in aug if data.aug_source_stem(n) in val_stems]
+    held = [n for n, _ in aug if datasets.aug_source_stem(n) in val_stems]
     assert held and ds.aug_held_out == held
     assert ds.splits["train_aug"].names == [n for n, _ in aug if n not in held]
-    assert data.dataset_statistics(ds) == stats
-    table = data.label_table(ds)
+    assert datasets.dataset_statistics(ds) == stats
+    table = datasets.label_table(ds)
     assert table["label"].tolist() == ["sky", "tree", "sea", "sun"]
     assert table["train"].tolist() == [6, 4, 3, 2] and table["test"].tolist() == [1, 1, 1, 0]
-    assert data.aug_source_stem("1000_aug_rot_90.jpeg") == "1000"
-    assert data.aug_source_stem("1000.jpeg") is None
+    assert datasets.aug_source_stem("1000_aug_rot_90.jpeg") == "1000"
+    assert datasets.aug_source_stem("1000.jpeg") is None
 
 
 # --------------------------------------------------------------------------- bad input
@@ -204,21 +207,21 @@ def test_bad_input_names_file_and_problem(tmp_path, case, pattern):
     elif case == "corrupt_image":
         (root / "images" / "s1.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
     with pytest.raises(DatasetError, match=pattern):
-        data.load_dataset(root)
+        datasets.load_dataset(root)
 
 
 def test_image_checks_cover_train_aug_and_can_be_skipped(tmp_path):
     root = make_dataset(tmp_path / "ds", aug=[("t1_aug.png", ["sky"])])
     (root / "images" / "t1_aug.png").unlink()
     with pytest.raises(DatasetError, match=r"t1_aug\.png: image listed in .*train_aug\.json"):
-        data.load_dataset(root)
-    assert len(data.load_dataset(root, check_images=False).splits["train_aug"]) == 1
+        datasets.load_dataset(root)
+    assert len(datasets.load_dataset(root, check_images=False).splits["train_aug"]) == 1
 
 
 def test_train_aug_overlapping_test_is_an_error(tmp_path):
     root = make_dataset(tmp_path / "ds", aug=[("s1.png", ["sky"])], images=False)
     with pytest.raises(DatasetError, match=r"test\.json and .*train_aug\.json share"):
-        data.load_dataset(root, check_images=False)
+        datasets.load_dataset(root, check_images=False)
 
 
 def test_image_names_are_normalised_before_overlap_and_duplicate_checks(tmp_path):
@@ -227,22 +230,22 @@ def test_image_names_are_normalised_before_overlap_and_duplicate_checks(tmp_path
     _rewrite(root / "test.json", lambda o: o["samples"][0].update(image_name="./t5.png"))
     with pytest.raises(DatasetError, match=r"train\.json and .*test\.json share 1 image\(s\), "
                                            r"e\.g\. \['t5\.png'\]"):
-        data.load_dataset(root)
+        datasets.load_dataset(root)
     # 'x.png' and './x.png' in one file are the same image
     root = make_dataset(tmp_path / "ds2")
     _rewrite(root / "train.json", lambda o: o["samples"][3].update(image_name="./t2.png"))
     with pytest.raises(DatasetError, match=r"train\.json: duplicate image name 't2\.png' "
                                            r"\(samples #1 and #3, written 't2\.png' and "
                                            r"'\./t2\.png'\)"):
-        data.load_dataset(root)
+        datasets.load_dataset(root)
     # names are kept normalised: the image is found and the name is the canonical one
     root = make_dataset(tmp_path / "ds3")
     (root / "images" / "sub").mkdir()
     (root / "images" / "t1.png").rename(root / "images" / "sub" / "t1.png")
     _rewrite(root / "train.json", lambda o: o["samples"][0].update(image_name="sub//./t1.png"))
-    ds = data.load_dataset(root, val_fraction=0.0)
+    ds = datasets.load_dataset(root, val_fraction=0.0)
     assert ds.splits["train"].names[0] == "sub/t1.png"
-    assert data.normalise_image_name("./a/../b.png") == "b.png"
+    assert datasets.normalise_image_name("./a/../b.png") == "b.png"
 
 
 @pytest.mark.parametrize("name", ["../t1.png", "/etc/passwd", "sub/../../t1.png", ".", "./",
@@ -252,7 +255,7 @@ def test_image_names_outside_images_are_refused(tmp_path, name):
     _rewrite(root / "train.json", lambda o: o["samples"][2].update(image_name=name))
     with pytest.raises(DatasetError, match=r"train\.json: sample #2: image_name .* must be a "
                                            r"file inside images/"):
-        data.load_dataset(root, check_images=False)
+        datasets.load_dataset(root, check_images=False)
 
 
 @pytest.mark.parametrize("split", ["train", "test", "val"])
@@ -261,30 +264,30 @@ def test_empty_split_files_are_refused(tmp_path, split):
     _rewrite(root / f"{split}.json", lambda o: o.update(samples=[]))
     with pytest.raises(DatasetError, match=rf"{split}\.json: no samples: the {split} split is "
                                            "empty"):
-        data.load_dataset(root, check_images=False)
+        datasets.load_dataset(root, check_images=False)
 
 
 def test_a_carved_validation_split_must_not_be_empty(tmp_path):
     root = make_dataset(tmp_path / "ds", train=TRAIN[:1], images=False)
     with pytest.raises(DatasetError, match=r"train\.json: a validation split of 0\.1 cannot be "
                                            r"carved out of 1 image"):
-        data.load_dataset(root, check_images=False)
+        datasets.load_dataset(root, check_images=False)
     # val_fraction=0 asks for no validation split (statistics, augmentation)
-    ds = data.load_dataset(root, check_images=False, val_fraction=0.0)
+    ds = datasets.load_dataset(root, check_images=False, val_fraction=0.0)
     assert len(ds.splits["train"]) == 1 and len(ds.splits["val"]) == 0
 
 
 def test_sample_labels_are_stripped_like_the_vocabulary(tmp_path):
     root = make_dataset(tmp_path / "ds", images=False, labels=[" sky", "sea ", "tree", "sun"])
     _rewrite(root / "train.json", lambda o: o["samples"][0].update(image_labels=["sky ", " sea"]))
-    ds = data.load_dataset(root, check_images=False, val_fraction=0.0)
+    ds = datasets.load_dataset(root, check_images=False, val_fraction=0.0)
     assert ds.labels == VOCAB and ds.splits["train"].targets[0].tolist() == [1, 1, 0, 0]
     _rewrite(root / "train.json", lambda o: o["samples"][0].update(image_labels=["sky", "sky "]))
     with pytest.raises(DatasetError, match=r"image 't1\.png' lists a label twice"):
-        data.load_dataset(root, check_images=False)
+        datasets.load_dataset(root, check_images=False)
     _rewrite(root / "train.json", lambda o: o["samples"][0].update(image_labels=["  "]))
     with pytest.raises(DatasetError, match=r"train\.json: image 't1\.png' has an empty label"):
-        data.load_dataset(root, check_images=False)
+        datasets.load_dataset(root, check_images=False)
 
 
 def test_encodings_of_the_annotation_files(tmp_path):
@@ -293,7 +296,7 @@ def test_encodings_of_the_annotation_files(tmp_path):
     obj = json.loads((root / "train.json").read_text())
     # a UTF-8 byte-order mark (Windows editors) is accepted
     (root / "train.json").write_bytes(b"\xef\xbb\xbf" + json.dumps(obj).encode())
-    assert data.load_dataset(root, check_images=False).labels[-1] == "café"
+    assert datasets.load_dataset(root, check_images=False).labels[-1] == "café"
     # Latin-1 is refused with the file, the byte, its position and line
     text = json.dumps(obj, indent=1, ensure_ascii=False)
     line = next(i for i, x in enumerate(text.splitlines(), 1) if "é" in x)
@@ -301,11 +304,11 @@ def test_encodings_of_the_annotation_files(tmp_path):
     with pytest.raises(DatasetError, match=rf"train\.json: not UTF-8 text \(byte 0xe9 at position "
                                            rf"{text.index('é')}, line {line}\); save the file as "
                                            "UTF-8"):
-        data.load_dataset(root, check_images=False)
+        datasets.load_dataset(root, check_images=False)
     (root / "train.json").write_text(json.dumps(obj))
     (root / "vocabulary.txt").write_bytes("\n".join(labels).encode("latin-1"))
     with pytest.raises(DatasetError, match=r"vocabulary\.txt: not UTF-8 text"):
-        data.load_dataset(root, check_images=False)
+        datasets.load_dataset(root, check_images=False)
 
 
 # --------------------------------------------------------------------------- images
@@ -318,24 +321,24 @@ def test_read_image_and_image_dataset(tmp_path):
     Image.new("L", (9, 4), 128).save(tmp_path / "grey.png")
     Image.new("RGBA", (3, 6), (1, 2, 3, 4)).save(tmp_path / "alpha.png")
     (tmp_path / "bad.jpeg").write_bytes(b"\xff\xd8\xff garbage")
-    img = data.read_image(tmp_path / "grey.png")
+    img = datasets.read_image(tmp_path / "grey.png")
     assert img.mode == "RGB" and img.size == (9, 4) and img.getpixel((0, 0)) == (128,) * 3
     with pytest.raises(DatasetError, match=r"bad\.jpeg: unreadable image"):
-        data.read_image(tmp_path / "bad.jpeg")
+        datasets.read_image(tmp_path / "bad.jpeg")
     with pytest.raises(DatasetError, match=r"gone\.png: image file is missing"):
-        data.read_image(tmp_path / "gone.png")
+        datasets.read_image(tmp_path / "gone.png")
 
     targets = np.array([[1, 0, 1], [0, 1, 0]], dtype=np.uint8)
-    dset = data.ImageDataset(tmp_path, ["grey.png", "alpha.png"], targets, ToTensor())
+    dset = datasets.ImageDataset(tmp_path, ["grey.png", "alpha.png"], targets, ToTensor())
     assert len(dset) == 2
     x, y = dset[1]
     assert x.shape == (3, 6, 3) and y.dtype == torch.float32 and y.tolist() == [0, 1, 0]
-    x, y = data.ImageDataset(tmp_path, ["grey.png"], None, num_labels=3)[0]
+    x, y = datasets.ImageDataset(tmp_path, ["grey.png"], None, num_labels=3)[0]
     assert isinstance(x, Image.Image) and y.tolist() == [0, 0, 0]
     with pytest.raises(DatasetError, match=r"bad\.jpeg"):
-        data.ImageDataset(tmp_path, ["bad.jpeg"])[0]
+        datasets.ImageDataset(tmp_path, ["bad.jpeg"])[0]
     with pytest.raises(ValueError, match="targets must be"):
-        data.ImageDataset(tmp_path, ["grey.png"], targets)
+        datasets.ImageDataset(tmp_path, ["grey.png"], targets)
 
 
 def png_bytes(array: np.ndarray, bit_depth: int, color_type: int,
@@ -363,7 +366,7 @@ GRADIENT16 = np.round(np.linspace(0, 65535, 48)).astype(np.uint16).reshape(6, 8)
 def test_16bit_png_is_scaled_not_white(tmp_path):
     (tmp_path / "g16.png").write_bytes(png_bytes(GRADIENT16, 16, 0))
     assert Image.open(tmp_path / "g16.png").mode == "I;16"  # what PIL hands us
-    got = np.asarray(data.read_image(tmp_path / "g16.png"))
+    got = np.asarray(datasets.read_image(tmp_path / "g16.png"))
     expected = np.round(GRADIENT16 / 257.0).astype(np.uint8)  # 65535 / 255 = 257
     assert got.shape == (6, 8, 3) and got.dtype == np.uint8
     for c in range(3):
@@ -371,7 +374,7 @@ def test_16bit_png_is_scaled_not_white(tmp_path):
     assert got.min() == 0 and got.max() == 255 and len(np.unique(got)) == 48
     # the same through the torch dataset training and evaluation use
     from torchvision.transforms import PILToTensor
-    x, _ = data.ImageDataset(tmp_path, ["g16.png"], None, PILToTensor(), num_labels=1)[0]
+    x, _ = datasets.ImageDataset(tmp_path, ["g16.png"], None, PILToTensor(), num_labels=1)[0]
     np.testing.assert_array_equal(x[0].numpy(), expected)
 
 
@@ -379,28 +382,28 @@ def test_16bit_colour_grey_alpha_pgm_and_tiff(tmp_path):
     expected = np.round(GRADIENT16 / 257.0)
     rgb = np.stack([GRADIENT16, GRADIENT16[::-1], 65535 - GRADIENT16], axis=-1)
     (tmp_path / "rgb16.png").write_bytes(png_bytes(rgb, 16, 2))
-    got = np.asarray(data.read_image(tmp_path / "rgb16.png")).astype(int)
+    got = np.asarray(datasets.read_image(tmp_path / "rgb16.png")).astype(int)
     assert np.abs(got - np.round(rgb / 257.0)).max() <= 1  # PIL keeps the high byte
     ga = np.stack([GRADIENT16, np.full_like(GRADIENT16, 65535)], axis=-1)
     (tmp_path / "ga16.png").write_bytes(png_bytes(ga, 16, 4))
-    got = np.asarray(data.read_image(tmp_path / "ga16.png")).astype(int)
+    got = np.asarray(datasets.read_image(tmp_path / "ga16.png")).astype(int)
     assert np.abs(got[..., 0] - expected).max() <= 1
     # 16-bit PGM, and a 12-bit one (maxval 4095): scaled from their own depth
     header = b"P5\n8 6\n65535\n"
     (tmp_path / "g16.pgm").write_bytes(header + GRADIENT16.astype(">u2").tobytes())
-    np.testing.assert_array_equal(np.asarray(data.read_image(tmp_path / "g16.pgm"))[..., 0],
+    np.testing.assert_array_equal(np.asarray(datasets.read_image(tmp_path / "g16.pgm"))[..., 0],
                                   expected)
     g12 = GRADIENT16 >> 4
     (tmp_path / "g12.pgm").write_bytes(b"P5\n8 6\n4095\n" + g12.astype(">u2").tobytes())
-    got = np.asarray(data.read_image(tmp_path / "g12.pgm"))[..., 0].astype(int)
+    got = np.asarray(datasets.read_image(tmp_path / "g12.pgm"))[..., 0].astype(int)
     assert np.abs(got - np.round(g12.astype(np.float64) * 255 / 4095)).max() <= 1
     # TIFF: 16-bit integer, 32-bit float in [0, 1]
     Image.fromarray(GRADIENT16).save(tmp_path / "g16.tiff")
-    np.testing.assert_array_equal(np.asarray(data.read_image(tmp_path / "g16.tiff"))[..., 0],
+    np.testing.assert_array_equal(np.asarray(datasets.read_image(tmp_path / "g16.tiff"))[..., 0],
                                   expected)
     floats = (GRADIENT16 / 65535.0).astype(np.float32)
     Image.fromarray(floats).save(tmp_path / "f.tiff")
-    np.testing.assert_array_equal(np.asarray(data.read_image(tmp_path / "f.tiff"))[..., 0],
+    np.testing.assert_array_equal(np.asarray(datasets.read_image(tmp_path / "f.tiff"))[..., 0],
                                   np.round(floats.astype(np.float64) * 255))
 
 
@@ -408,45 +411,45 @@ def test_modes_without_an_8bit_meaning_are_refused(tmp_path):
     Image.fromarray(np.array([[0.0, 2.5]], dtype=np.float32)).save(tmp_path / "hdr.tiff")
     with pytest.raises(DatasetError, match=r"hdr\.tiff: 32-bit float image \(mode F\) with "
                                            r"values 0\.\.2\.5: only floats in \[0, 1\]"):
-        data.read_image(tmp_path / "hdr.tiff")
+        datasets.read_image(tmp_path / "hdr.tiff")
     Image.fromarray(np.array([[0, 70000]], dtype=np.int32)).save(tmp_path / "i32.tiff")
     with pytest.raises(DatasetError, match=r"i32\.tiff: 32-bit integer image .*only 8- and "
                                            "16-bit images are read"):
-        data.read_image(tmp_path / "i32.tiff")
+        datasets.read_image(tmp_path / "i32.tiff")
 
 
 def test_transparency_cmyk_bilevel_and_orientation(tmp_path):
     # alpha is composited over white: round(c * a + 255 * (1 - a))
     rgba = np.array([[[200, 100, 0, 255], [200, 100, 0, 0], [200, 100, 0, 128]]], np.uint8)
     Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
-    got = np.asarray(data.read_image(tmp_path / "rgba.png")).astype(int)
+    got = np.asarray(datasets.read_image(tmp_path / "rgba.png")).astype(int)
     a = rgba[..., 3:] / 255
     assert np.abs(got - np.round(rgba[..., :3] * a + 255 * (1 - a))).max() <= 1
     assert got[0, 1].tolist() == [255, 255, 255]
     la = np.array([[[40, 0], [40, 255]]], np.uint8)
     Image.fromarray(la, "LA").save(tmp_path / "la.png")
-    assert np.asarray(data.read_image(tmp_path / "la.png"))[0].tolist() == [[255] * 3, [40] * 3]
+    assert np.asarray(datasets.read_image(tmp_path / "la.png"))[0].tolist() == [[255] * 3, [40] * 3]
     # a palette with a transparent entry
     pal = Image.new("P", (2, 1))
     pal.putpalette([255, 0, 0, 0, 0, 255])
     pal.putpixel((1, 0), 1)
     pal.save(tmp_path / "p.png", transparency=1)
-    img = data.read_image(tmp_path / "p.png")
+    img = datasets.read_image(tmp_path / "p.png")
     assert [img.getpixel((0, 0)), img.getpixel((1, 0))] == [(255, 0, 0), (255, 255, 255)]
     # CMYK (lossless TIFF): cyan 0, magenta 255, yellow 255, black 0 is red
     Image.new("CMYK", (2, 2), (0, 255, 255, 0)).save(tmp_path / "c.tiff")
-    assert data.read_image(tmp_path / "c.tiff").getpixel((1, 1)) == (255, 0, 0)
+    assert datasets.read_image(tmp_path / "c.tiff").getpixel((1, 1)) == (255, 0, 0)
     # 1-bit
     Image.fromarray(np.array([[0, 1]], bool)).save(tmp_path / "b.png")
     assert Image.open(tmp_path / "b.png").mode == "1"
-    assert np.asarray(data.read_image(tmp_path / "b.png"))[0, :, 0].tolist() == [0, 255]
+    assert np.asarray(datasets.read_image(tmp_path / "b.png"))[0, :, 0].tolist() == [0, 255]
     # a camera photo stored sideways (EXIF orientation 6) comes out upright
     photo = Image.new("RGB", (40, 20), (255, 0, 0))
     photo.paste((0, 0, 255), (0, 0, 20, 20))  # left half blue
     exif = Image.Exif()
     exif[0x0112] = 6
     photo.save(tmp_path / "o.jpg", exif=exif, quality=95)
-    upright = data.read_image(tmp_path / "o.jpg")
+    upright = datasets.read_image(tmp_path / "o.jpg")
     assert upright.size == (20, 40)
     top, bottom = upright.getpixel((10, 5)), upright.getpixel((10, 35))
     assert top[2] > 200 > top[0] and bottom[0] > 200 > bottom[2]  # rotated 90 degrees cw
@@ -462,21 +465,21 @@ def test_decompression_bombs_are_refused_naming_the_file(tmp_path, size):
         with pytest.raises(DatasetError, match=rf"bomb\.png: image too large to decode safely: "
                                                rf".*{n:,} pixels, above PIL's limit of "
                                                rf"{Image.MAX_IMAGE_PIXELS:,}"):
-            data.read_image(tmp_path / "bomb.png")
+            datasets.read_image(tmp_path / "bomb.png")
     root = make_dataset(tmp_path / "ds")
     (root / "images" / "s2.png").write_bytes((tmp_path / "bomb.png").read_bytes())
     with pytest.raises(DatasetError, match=r"s2\.png: image listed in .*test\.json too large"):
-        data.load_dataset(root)
+        datasets.load_dataset(root)
 
 
 def test_example_images_only_existing_files(tmp_path):
     root = make_dataset(tmp_path / "ds")
-    ds = data.load_dataset(root, val_fraction=0.0)
+    ds = datasets.load_dataset(root, val_fraction=0.0)
     (root / "images" / "t1.png").unlink()
-    paths_, captions = data.example_images(ds, 20, seed=1)
+    paths_, captions = datasets.example_images(ds, 20, seed=1)
     assert len(paths_) == len(TRAIN) - 1 and all(p.is_file() for p in paths_)
     assert "t3.png: (no labels)" in captions
-    assert data.example_images(ds, 3, seed=1) == data.example_images(ds, 3, seed=1)
+    assert datasets.example_images(ds, 3, seed=1) == datasets.example_images(ds, 3, seed=1)
 
 
 # --------------------------------------------------------------------------- real Corel-5k
@@ -503,8 +506,8 @@ def _check_corel_stats(stats: dict) -> None:
 
 
 def test_corel5k_facts(corel_dir):
-    ds = data.load_dataset(corel_dir, check_images=False, val_fraction=0.0)
-    stats = data.dataset_statistics(ds)
+    ds = datasets.load_dataset(corel_dir, check_images=False, val_fraction=0.0)
+    stats = datasets.dataset_statistics(ds)
     _check_corel_stats(stats)
     # independent count straight from the JSON files
     raw = Counter()
@@ -518,11 +521,11 @@ def test_corel5k_facts(corel_dir):
 
 def test_corel5k_default_carve(corel_dir):
     with pytest.warns(UserWarning, match="1350 generated image"):
-        ds = data.load_dataset(corel_dir, check_images=False)
+        ds = datasets.load_dataset(corel_dir, check_images=False)
     assert ds.val_carved and len(ds.splits["val"]) == 450 and len(ds.splits["train"]) == 4050
     assert len(ds.splits["train_aug"]) + len(ds.aug_held_out) == 13500
     assert len(ds.aug_held_out) == 3 * 450
-    _check_corel_stats(data.dataset_statistics(ds))
+    _check_corel_stats(datasets.dataset_statistics(ds))
 
 
 def test_stats_cli_json(corel_dir, capsys):
@@ -530,19 +533,19 @@ def test_stats_cli_json(corel_dir, capsys):
     printed = json.loads(capsys.readouterr().out)
     _check_corel_stats(printed)
     assert printed["images_checked"] is None  # annotations only: no images/ folder
-    assert data.stats_main(["corel5k-annotations", "--json"]) == 0
+    assert datasets.stats_main(["corel5k-annotations", "--json"]) == 0
     _check_corel_stats(json.loads(capsys.readouterr().out))
 
 
 def test_stats_cli_tables(corel_dir, tmp_path, capsys):
     # without --out nothing is written (no results/ tables from a check)
-    assert data.stats_main([str(corel_dir)]) == 0
+    assert datasets.stats_main([str(corel_dir)]) == 0
     out = capsys.readouterr().out
     assert "4999" in out and "water" in out and "3.3965" in out
     assert "tables written" not in out and not paths.results_root().exists()
     assert "images: not opened: no images folder" in out
     folder = tmp_path / "tables"
-    assert data.stats_main([str(corel_dir), "--out", str(folder)]) == 0
+    assert datasets.stats_main([str(corel_dir), "--out", str(folder)]) == 0
     assert "tables written" in capsys.readouterr().out
     counts = pd.read_csv(folder / "label_counts.csv")
     assert counts.iloc[0].tolist()[:4] == ["water", 1004, 116, 1120]
@@ -560,7 +563,7 @@ def test_stats_cli_bad_folder(tmp_path, capsys):
     assert err.count("\n") == 1 and err.startswith("error: ")
     assert "missing: dataset folder not found" in err
     with pytest.raises(DatasetError, match="dataset folder not found"):
-        data.stats_main([str(tmp_path / "missing")])
+        datasets.stats_main([str(tmp_path / "missing")])
 
 
 def test_stats_opens_every_image_unless_fast(tmp_path, capsys):
@@ -571,7 +574,7 @@ def test_stats_opens_every_image_unless_fast(tmp_path, capsys):
     full = (root / "images" / "t2.png").read_bytes()
     (root / "images" / "t2.png").write_bytes(full[: len(full) // 2])
     (root / "images" / "t1_aug.png").unlink()
-    assert data.load_dataset(root, check_images=False)
+    assert datasets.load_dataset(root, check_images=False)
     assert cli.main(["stats", str(root)]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from lib import training
+from lib.training import settings
 
 
 def _free_port() -> int:
@@ -24,9 +24,9 @@ def _worker(rank: int, world: int, port: int, data: str, out: str, dump: str) ->
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
                       RANK=str(rank), LOCAL_RANK=str(rank), TQDM_DISABLE="1")
     torch.set_num_threads(1)
-    config = training.TrainConfig(data=data, out=out, epochs=1, image_size=32, batch_size=32,
+    config = settings.TrainConfig(data=data, out=out, epochs=1, image_size=32, batch_size=32,
                                   seed=0, device="cpu")
-    from lib.trainer import Trainer
+    from lib.training.trainer import Trainer
 
     trainer = Trainer(config)
     trainer.run()
@@ -63,7 +63,7 @@ def _worker_uneven(rank: int, world: int, port: int, data: str, out: str, dump: 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
                       RANK=str(rank), LOCAL_RANK=str(rank), TQDM_DISABLE="1")
     torch.set_num_threads(1)
-    from lib.trainer import Trainer
+    from lib.training.trainer import Trainer
 
     trainer = Trainer(_uneven_config(data, out))
     trainer.run()
@@ -71,10 +71,10 @@ def _worker_uneven(rank: int, world: int, port: int, data: str, out: str, dump: 
                 "sampled": list(iter(trainer.sampler))}, f"{dump}/rank{rank}.pt")
 
 
-def _uneven_config(data: str, out: str) -> training.TrainConfig:
+def _uneven_config(data: str, out: str) -> settings.TrainConfig:
     # a LayerNorm backbone (no BatchNorm), so that a batch's result does not depend on how it
     # is split over processes, and the same global batch gives the same step
-    return training.TrainConfig(data=data, out=out, epochs=1, image_size=32, batch_size=32,
+    return settings.TrainConfig(data=data, out=out, epochs=1, image_size=32, batch_size=32,
                                 seed=0, device="cpu", backbone="convnext_atto", flips=True)
 
 
@@ -83,9 +83,9 @@ def test_ddp_equals_one_process_with_the_same_global_batch_on_an_uneven_split(tm
     """Two processes (gloo) against one process stepping the same global batches: the
     weights agree after an epoch. 95 training images do not split evenly: each rank gets 47
     (the sampler drops the last of its permutation) in batches of 16, 16, 15."""
-    from lib import synth
-    from lib.images import random_flips
-    from lib.trainer import Trainer, _seed_for
+    from lib.data.drawn import synth
+    from lib.training.images import random_flips
+    from lib.training.trainer import Trainer, _seed_for
 
     data = tmp_path / "scenes"
     synth.generate(data, seed=0, size=32, n_train=95, n_val=16, n_test=16)

@@ -1,4 +1,4 @@
-"""Label embeddings (lib.embeddings): sources, the lookup rules of docs/method.md
+"""Label embeddings (lib.method.embeddings): sources, the lookup rules of docs/method.md
 ("Label embeddings"), cache, CLI, analysis."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import pytest
 from gensim.models import KeyedVectors
 from scipy.stats import spearmanr
 
-from lib import embeddings as E
-from lib import label_space as LS
-from lib import paths
-from lib.data import load_dataset
+from lib.core import paths
+from lib.data.datasets import load_dataset
+from lib.method import embeddings as E
+from lib.method import label_space as LS
 
 
 def _parse_glove(path: Path) -> dict[str, np.ndarray]:

@@ -18,8 +18,11 @@ import pytest
 import yaml
 from PIL import Image
 
-from lib import cli, data, errors, paths
-from lib.errors import AIAError, CorruptFileError, SettingsError
+from lib import cli
+from lib.core import errors, paths
+from lib.core.config import check_probability, check_value_range
+from lib.core.errors import AIAError, CorruptFileError, SettingsError
+from lib.data import datasets
 
 
 def lib_command(*args: str, env: dict | None = None, timeout: int = 120):
@@ -92,14 +95,14 @@ _SLOW_COMMAND = """
 import signal, sys, time
 # a process started in the background inherits SIGINT ignored; a terminal's Ctrl-C is not
 signal.signal(signal.SIGINT, signal.default_int_handler)
-import lib.data
+import lib.data.datasets
 from lib.cli import main
 
 def slow(argv):
     print("ready", flush=True)
     time.sleep(60)
 
-lib.data.stats_main = slow
+lib.data.datasets.stats_main = slow
 raise SystemExit(main(["stats", "x"]))
 """
 
@@ -121,21 +124,21 @@ def test_bugs_keep_their_traceback_and_errors_are_one_line(monkeypatch, capsys):
     def bug(argv):
         return {}["missing key"]  # a KeyError: a bug, not bad input
 
-    monkeypatch.setattr(data, "stats_main", bug)
+    monkeypatch.setattr(datasets, "stats_main", bug)
     with pytest.raises(KeyError):
         cli.main(["stats", "x"])
 
     def bad_input(argv):
-        raise data.DatasetError("ds/train.json: line one\n  and line two")
+        raise datasets.DatasetError("ds/train.json: line one\n  and line two")
 
-    monkeypatch.setattr(data, "stats_main", bad_input)
+    monkeypatch.setattr(datasets, "stats_main", bad_input)
     assert cli.main(["stats", "x"]) == 2
     assert capsys.readouterr().err == "error: ds/train.json: line one; and line two\n"
 
     def interrupted(argv):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(data, "stats_main", interrupted)
+    monkeypatch.setattr(datasets, "stats_main", interrupted)
     assert cli.main(["stats", "x"]) == 130
     assert capsys.readouterr().err == "interrupted\n"
 
@@ -143,12 +146,12 @@ def test_bugs_keep_their_traceback_and_errors_are_one_line(monkeypatch, capsys):
 def test_a_closed_stdout_is_not_an_error(tmp_path):
     # ``python -m lib stats ... | head -1``: the reader leaves before the writer is done
     child = subprocess.Popen(
-        [sys.executable, "-c", "import lib.data, sys\n"
+        [sys.executable, "-c", "import lib.data.datasets, sys\n"
          "from lib.cli import main\n"
          "def chatty(argv):\n"
          "    for i in range(10**6):\n"
          "        print('line', i)\n"
-         "lib.data.stats_main = chatty\n"
+         "lib.data.datasets.stats_main = chatty\n"
          "raise SystemExit(main(['stats', 'x']))\n"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(paths.ROOT)})
@@ -162,7 +165,7 @@ def test_a_closed_stdout_is_not_an_error(tmp_path):
 
 def test_debug_flag_is_removed_before_the_command_sees_it(monkeypatch):
     seen = []
-    monkeypatch.setattr(data, "stats_main", lambda argv: seen.append(argv) or 0)
+    monkeypatch.setattr(datasets, "stats_main", lambda argv: seen.append(argv) or 0)
     assert cli.main(["--debug", "stats", "x", "--debug", "--", "--debug"]) == 0
     assert seen == [["x", "--", "--debug"]]
     assert errors.debug_requested(["a", "--debug"])
@@ -212,11 +215,11 @@ def test_an_error_from_a_dataloader_worker_keeps_its_own_line():
     from torch._utils import ExceptionWrapper
 
     try:
-        raise data.DatasetError("ds/images/a.png: unreadable image (truncated)")
-    except data.DatasetError:
+        raise datasets.DatasetError("ds/images/a.png: unreadable image (truncated)")
+    except datasets.DatasetError:
         wrapped = ExceptionWrapper(where="in DataLoader worker process 0")
     exc = _raised(wrapped.reraise)
-    assert isinstance(exc, data.DatasetError) and "Original Traceback" in str(exc)
+    assert isinstance(exc, datasets.DatasetError) and "Original Traceback" in str(exc)
     assert errors.describe(exc) == ("ds/images/a.png: unreadable image (truncated) (raised in "
                                     "a data-loader worker)")
 
@@ -230,47 +233,36 @@ def test_report_returns_exit_codes_and_reraises_bugs(capsys):
 
 
 def test_project_errors_share_the_base_class():
-    from lib.metrics import PredictionsError
+    from lib.data.predictions import PredictionsError
 
-    for cls in (data.DatasetError, CorruptFileError, SettingsError, PredictionsError):
+    for cls in (datasets.DatasetError, CorruptFileError, SettingsError, PredictionsError):
         assert issubclass(cls, AIAError) and issubclass(cls, ValueError)
 
 
 # --------------------------------------------------------------------------- settings checks
 
 
-@pytest.mark.parametrize("check, args, message", [
-    (errors.check_positive, ("lr", 0), "lr must be > 0, got 0"),
-    (errors.check_positive, ("lr", -1e-3), "lr must be > 0, got -0.001"),
-    (errors.check_positive, ("lr", math.nan), "lr must be a finite number, got nan"),
-    (errors.check_positive, ("lr", "0.1"), "lr must be a number, got '0.1'"),
-    (errors.check_positive, ("lr", True), "lr must be a number, got True"),
-    (errors.check_finite, ("scale", math.inf), "scale must be a finite number, got inf"),
-    (errors.check_non_negative, ("weight_decay", -1), "weight_decay must be >= 0, got -1"),
-    (errors.check_probability, ("dropout", 1.5), "dropout must be in [0, 1], got 1.5"),
-    (errors.check_range, ("t", 0.0, 0.0, 1.0), "t must be in (0, 1], got 0.0"),
-    (errors.check_int, ("epochs", 2.0, 1), "epochs must be an integer, got 2.0"),
-    (errors.check_int, ("epochs", 0, 1), "epochs must be an integer >= 1, got 0"),
-    (errors.check_int, ("k", 9, 1, 5), "k must be an integer in [1, 5], got 9"),
-    (errors.check_choice, ("loss", "l2", ["bce", "asl"]),
-     "loss must be one of ['bce', 'asl'], got 'l2'"),
-    (errors.check_finite_array, ("scores", [[0.1, np.nan], [np.inf, 0.2]]),
-     "scores has 2 NaN or infinite value(s), first at index [(0, 1), (1, 0)]"),
+@pytest.mark.parametrize("args, kwargs, message", [
+    (("lr", math.nan, 0), {}, "lr must be a finite number, got nan"),
+    (("lr", "0.1", 0), {}, "lr must be a number, got '0.1'"),
+    (("lr", True, 0), {}, "lr must be a number, got True"),
+    (("scale", math.inf), {}, "scale must be a finite number, got inf"),
+    (("t", 0.0, 0.0, 1.0), {"low_open": True}, "t must be in (0, 1], got 0.0"),
+    (("t", 1.0, 0.0, 1.0), {"high_open": True}, "t must be in [0, 1), got 1.0"),
+    (("w", -1, 0), {}, "w must be in [0, inf), got -1"),
 ])
-def test_settings_checks_refuse_bad_values(check, args, message):
-    kwargs = {"low_open": True} if check is errors.check_range else {}
+def test_value_checks_refuse_bad_values(args, kwargs, message):
     with pytest.raises(SettingsError) as info:
-        check(*args, **kwargs)
+        check_value_range(*args, **kwargs)
     assert str(info.value) == message
 
 
-def test_settings_checks_pass_good_values_through_and_name_where():
-    assert errors.check_positive("lr", 1e-3) == 1e-3
-    assert errors.check_positive("batch_size", np.int64(8)) == 8
-    assert errors.check_probability("p", 0) == 0 and errors.check_probability("p", 1.0) == 1.0
-    assert errors.check_range("t", 5, low=0) == 5
-    assert errors.check_int("epochs", np.int32(3), 1) == 3
-    assert errors.check_choice("loss", "asl", ("bce", "asl")) == "asl"
-    assert errors.check_finite_array("x", np.zeros(3)).tolist() == [0, 0, 0]
-    with pytest.raises(SettingsError, match=r"^params/train\.yaml: lr must be > 0, got 0$"):
-        errors.check_positive("lr", 0, where="params/train.yaml")
+def test_value_checks_pass_good_values_through_and_name_where():
+    assert check_value_range("batch_size", np.int64(8), 1) == 8
+    assert check_probability("p", 0) == 0 and check_probability("p", 1.0) == 1.0
+    assert check_value_range("t", 5, low=0) == 5
+    with pytest.raises(SettingsError, match=r"^dropout must be in \[0, 1\], got 1\.5$"):
+        check_probability("dropout", 1.5)
+    with pytest.raises(SettingsError,
+                       match=r"^thresholds\.json: p must be in \[0, 1\], got -0\.1$"):
+        check_probability("p", -0.1, where="thresholds.json")

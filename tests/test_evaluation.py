@@ -1,4 +1,4 @@
-"""Run-folder analysis (lib.evaluation, lib.plots.evaluation) on a hand-made run folder."""
+"""Run-folder analysis (lib.analysis.evaluation, lib.plots.evaluation) on a hand-made run folder."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ import pandas as pd
 import pytest
 import torch
 
-from lib import evaluation, paths
-from lib.metrics import evaluate_scores, mcc_thresholds
-from lib.models import build_model
+from lib.analysis import evaluation
+from lib.core import paths
+from lib.method.metrics import evaluate_scores, mcc_thresholds
+from lib.method.models import build_model
 from lib.plots import evaluation as evaluation_plots
 from lib.plots import save
-from lib.runs import RunError, make_config
+from lib.training.runs import RunError, make_config
 
 LABELS = ["sky", "sea", "sun", "tree", "car"]
 
@@ -150,7 +151,7 @@ def test_label_vectors_before_after(run):
 
 def test_training_tables_read_the_run_folder(run, tmp_path):
     from lib.plots import training as training_plots
-    from lib.runs import RunFolder
+    from lib.training.runs import RunFolder
 
     out, metrics = run[0], run[4]
     RunFolder(out).write_history([{"epoch": 1, "train_loss": 0.5, "val_loss": 0.6,
@@ -167,7 +168,7 @@ def test_training_tables_read_the_run_folder(run, tmp_path):
 
 
 def test_augmentation_is_stated(run):
-    from lib.runs import RunFolder
+    from lib.training.runs import RunFolder
 
     folder = RunFolder(run[0])
     assert evaluation.augmentation_text(folder) == "not augmented"

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import pytest
 
-from lib import training
-from lib.runs import RunFolder
+from lib.training import launch, settings
+from lib.training.runs import RunFolder
 
 #: (mAP, per-class F1 at 0.5, per-class F1 at MCC thresholds, N+ at 0.5)
 GOLDEN = {
@@ -33,9 +33,9 @@ N_PLUS_TOL = 1
 @pytest.mark.slow
 @pytest.mark.parametrize("head, loss", list(GOLDEN))
 def test_small_run_reproduces_its_golden_numbers(tiny_scenes, tmp_path, head, loss):
-    config = training.TrainConfig(data=str(tiny_scenes), out=str(tmp_path / "run"), epochs=2,
+    config = settings.TrainConfig(data=str(tiny_scenes), out=str(tmp_path / "run"), epochs=2,
                                   image_size=32, batch_size=16, seed=0, head=head, loss=loss)
-    m = RunFolder(training.train(config)).metrics()
+    m = RunFolder(launch.train(config)).metrics()
     got = (m["mean_average_precision"], m["at_0.5"]["per_class_f1"],
            m["mcc"]["per_class_f1"], m["at_0.5"]["n_plus"])
     want = GOLDEN[(head, loss)]

@@ -1,4 +1,4 @@
-"""lib.graph: co-occurrence statistics and both adjacency recipes (docs/method.md,
+"""lib.method.graph: co-occurrence statistics and both adjacency recipes (docs/method.md,
 "Label graph")."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import warnings
 import numpy as np
 import pytest
 
-from lib import data, graph
+from lib.data import datasets
+from lib.method import graph
 
 # labels a, b, c, d; d never occurs
 #   img1: a b   img2: a b c   img3: a   img4: a c   img5: b
@@ -122,7 +123,7 @@ def _loop_adjacency(samples, labels, recipe, t, p):
 @pytest.mark.parametrize("recipe, t, p", [("seed", 0.1, 0.2), ("ml-gcn", 0.4, 0.25)])
 def test_corel5k_against_loops(corel_dir, recipe, t, p):
     samples = json.loads((corel_dir / "train.json").read_text())["samples"]
-    ds = data.load_dataset(corel_dir, check_images=False, val_fraction=0.0)
+    ds = datasets.load_dataset(corel_dir, check_images=False, val_fraction=0.0)
     adj = graph.adjacency(ds.splits["train"].targets, recipe, t=t, p=p)
     ref = _loop_adjacency(samples, ds.labels, recipe, t, p)
     np.testing.assert_allclose(adj, ref, rtol=1e-5, atol=1e-7)

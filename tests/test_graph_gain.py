@@ -1,4 +1,4 @@
-"""Where the graph helps (lib.graph_gain, notebook 07) on hand-made run folders: a dataset
+"""Where the graph helps (lib.analysis.graph_gain, notebook 07) on hand-made run folders: a dataset
 of six labels, GCN and CNN-only runs for two seeds whose per-label F1 is set by hand through
 their predictions.csv, and the bucket means checked against a hand computation."""
 
@@ -13,9 +13,11 @@ import pandas as pd
 import pytest
 from conftest import run_notebook
 
-from lib import data, graph_gain, paths, seedstats
-from lib.runs import RunFolder, make_config
-from lib.utils import notebook_records
+from lib.analysis import graph_gain, seedstats
+from lib.core import paths
+from lib.core.glue import notebook_records
+from lib.data import datasets
+from lib.training.runs import RunFolder, make_config
 
 LABELS = ["a", "b", "c", "d", "e", "f"]
 # training counts a 1, b 2, c 2, d 3, e 3, f 4
@@ -115,7 +117,7 @@ def test_bucket_means_match_a_hand_computation(runs):
 
 def test_mcc_setting_reads_the_thresholds(runs):
     run = RunFolder(runs / "linear-asl" / "seed-1")
-    test = data.load_dataset(run.dataset, check_images=False).splits["test"]
+    test = datasets.load_dataset(run.dataset, check_images=False).splits["test"]
     assert graph_gain.per_label_f1(run, test.names, test.targets, "mcc").tolist() == [0] * 6
     at05 = graph_gain.per_label_f1(run, test.names, test.targets, "at_0.5")
     assert at05 == pytest.approx([0.5, 2 / 3, 0, 1, 2 / 3, 1], abs=1e-6)

@@ -1,4 +1,4 @@
-"""The head registry (lib.heads): the built-in heads' properties, an unknown head is an
+"""The head registry (lib.method.heads): the built-in heads' properties, an unknown head is an
 error everywhere, and a head registered through the public API is a setting that trains."""
 
 from __future__ import annotations
@@ -7,8 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from lib import comparisons, config, heads, models, training
-from lib.runs import RunFolder
+from lib.analysis import comparisons
+from lib.core import config
+from lib.method import heads, models
+from lib.training import launch, settings
+from lib.training.runs import RunFolder
 
 C = 6
 
@@ -32,7 +35,7 @@ def test_an_unknown_head_is_an_error_everywhere():
     with pytest.raises(ValueError, match="unknown head 'nope'"):
         models.build_model(C, head="nope")
     with pytest.raises(config.ConfigError, match="head='nope'"):
-        training.TrainConfig(head="nope")
+        settings.TrainConfig(head="nope")
     with pytest.raises(ValueError, match="unknown head 'nope'"):
         comparisons.dims({"head": "nope"})
     with pytest.raises(ValueError, match="unknown head 'nope'"):
@@ -66,7 +69,7 @@ def toy_head():
 
 def test_a_registered_head_is_a_setting_and_builds(toy_head):
     assert "toy-mlp" in models.HEADS
-    assert "toy-mlp" in training.train_parser().format_help()
+    assert "toy-mlp" in launch.train_parser().format_help()
     model = models.build_model(C, head="toy-mlp", hidden=8)
     assert isinstance(model.head, ToyHead)
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, C)
@@ -82,10 +85,10 @@ def test_a_registered_head_is_a_setting_and_builds(toy_head):
 def test_a_registered_head_trains(toy_head, tiny_scenes, tmp_path):
     # an embeddings source that does not exist: the trainer must not load label vectors
     # for a head that does not use them
-    cfg = training.TrainConfig(data=str(tiny_scenes), out=str(tmp_path / "toy"), epochs=1,
+    cfg = settings.TrainConfig(data=str(tiny_scenes), out=str(tmp_path / "toy"), epochs=1,
                                image_size=32, batch_size=16, seed=0, head="toy-mlp",
                                hidden=16, embeddings="no-such-source")
-    run = RunFolder(training.train(cfg))
+    run = RunFolder(launch.train(cfg))
     assert run.finished
     assert run.config["head"] == "toy-mlp"
     assert 0.0 <= run.metrics()["mean_average_precision"] <= 1.0

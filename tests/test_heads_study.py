@@ -7,7 +7,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from lib.paths import ROOT
+from lib.core.paths import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def test_summary_pairs_seeds_and_averages_buckets(study):
             _run("gcn-residual", 1, [0.2, 0.6, 0.2, 0.2], [0.2] * 4, 0.61)]
     buckets = {"d": {"rare": [0, 1], "frequent": [2, 3]}}
     s = study.summarize(runs, buckets)["d"]
-    assert list(s) == ["linear", "gcn-residual"]     # in lib.models.HEADS order
+    assert list(s) == ["linear", "gcn-residual"]     # in lib.method.models.HEADS order
     res = s["gcn-residual"]
     assert res["map"]["mean"] == pytest.approx(0.58)
     assert res["map"]["std"] == pytest.approx(np.std([0.55, 0.61], ddof=1))
@@ -58,7 +58,7 @@ def test_summary_pairs_seeds_and_averages_buckets(study):
 
 
 def test_study_config_accepts_every_head_and_still_validates(study):
-    from lib import models
+    from lib.method import models
 
     for head in models.HEADS:
         assert study.study_config(head=head).head == head

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lib import data, images
+from lib.data import datasets
+from lib.training import images
 
 
 def test_random_flips_follow_the_documented_coins():
@@ -37,11 +38,11 @@ def test_channel_stats_match_numpy():
 
 
 def test_image_cache_decodes_once(tiny_scenes, monkeypatch):
-    ds = data.load_dataset(tiny_scenes)
+    ds = datasets.load_dataset(tiny_scenes)
     names = ds.splits["val"].names
     calls = []
-    real = data.read_image
-    monkeypatch.setattr(data, "read_image", lambda p: calls.append(p) or real(p))
+    real = datasets.read_image
+    monkeypatch.setattr(datasets, "read_image", lambda p: calls.append(p) or real(p))
     first = images.image_cache(ds, "val", names, 24)
     assert len(calls) == len(names) and first.shape == (len(names), 24, 24, 3)
     assert isinstance(first, np.memmap) and first.dtype == np.uint8
@@ -60,7 +61,7 @@ def test_image_cache_follows_the_image_files(tiny_scenes, tmp_path):
     the out-of-date cache file is removed."""
     root = tmp_path / "scenes"
     shutil.copytree(tiny_scenes, root)
-    ds = data.load_dataset(root)
+    ds = datasets.load_dataset(root)
     names = ds.splits["test"].names
     before = np.array(images.image_cache(ds, "test", names, 24))
     target = ds.image_path(names[0])

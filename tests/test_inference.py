@@ -16,9 +16,10 @@ from by_hand import numbers_by_hand
 from PIL import Image
 from torch import nn
 
-from lib import data, inference, metrics, training
-from lib import trainer as trainer_module
-from lib.runs import RunFolder
+from lib.data import datasets, predictions
+from lib.training import inference, settings
+from lib.training import trainer as trainer_module
+from lib.training.runs import RunFolder
 
 SEVEN = {"per_class_precision", "per_class_recall", "per_class_f1", "per_image_precision",
          "per_image_recall", "per_image_f1", "n_plus"}
@@ -36,7 +37,7 @@ def test_evaluate_and_score_reproduce_training_metrics(tiny_run, tiny_scenes, tm
     assert inference.evaluate_main([str(run)]) == 0
     evaluated = json.loads(capsys.readouterr().out)
     assert json.loads((run / "metrics.json").read_text()) == evaluated
-    assert metrics.score_main([str(run / "predictions.csv"), "--data", str(tiny_scenes),
+    assert predictions.score_main([str(run / "predictions.csv"), "--data", str(tiny_scenes),
                                "--thresholds", str(run / "thresholds.json")]) == 0
     scored = json.loads(capsys.readouterr().out)
     original = RunFolder(tiny_run).metrics()
@@ -69,7 +70,7 @@ def test_evaluate_follows_a_replaced_test_image(tiny_run, tiny_scenes, tmp_path)
     cfg["dataset"] = str(root)
     (run / "config.json").write_text(json.dumps(cfg))
     before = inference.evaluate_run(run, device="cpu")
-    ds = data.load_dataset(root)
+    ds = datasets.load_dataset(root)
     for name in ds.splits["test"].names:
         path = ds.image_path(name)
         st = os.stat(path)
@@ -85,7 +86,7 @@ def test_evaluate_follows_a_replaced_test_image(tiny_run, tiny_scenes, tmp_path)
 @pytest.mark.slow
 @pytest.mark.xdist_group("tiny_run")
 def test_annotate_agrees_with_predictions(tiny_run, tiny_scenes, tmp_path):
-    ds = data.load_dataset(tiny_scenes)
+    ds = datasets.load_dataset(tiny_scenes)
     names = ds.splits["test"].names[:10]
     out = tmp_path / "labels.json"
     argv = [str(tiny_run), *[str(ds.image_path(n)) for n in names], "--format", "json",
@@ -182,13 +183,13 @@ def test_load_model_last_and_best_are_the_two_checkpoints(tiny_scenes, tmp_path,
     """A run whose validation metric falls (epoch 1 best, epoch 2 last): ``which="best"``
     (the default) gives best.pt's weights, epoch 1's; ``which="last"`` checkpoint.pt's,
     epoch 2's (recorded here as they were trained); another ``which`` is an error."""
-    from lib.trainer import Trainer
+    from lib.training.trainer import Trainer
 
     sequence = iter([0.6, 0.3])
     monkeypatch.setattr(trainer_module, "epoch_metrics", lambda y, s: {
         "mean_average_precision": next(sequence), "per_class_f1": 0.0, "per_image_f1": 0.0,
         "n_plus": 0})
-    trainer = Trainer(training.TrainConfig(
+    trainer = Trainer(settings.TrainConfig(
         data=str(tiny_scenes), out=str(tmp_path / "run"), epochs=2, image_size=32,
         batch_size=16, seed=0, device="cpu", backbone="test_resnet"))
     trained: dict[int, dict[str, torch.Tensor]] = {}

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from lib.losses import AsymmetricLoss, BCELoss, FocalLoss, build_loss
+from lib.method.losses import AsymmetricLoss, BCELoss, FocalLoss, build_loss
 
 LOGITS = [[2.0, -1.0, 0.3, -3.0], [-0.5, 4.0, -2.0, 0.0], [30.0, -30.0, 25.0, -40.0]]
 TARGETS = [[1, 0, 1, 0], [0, 1, 0, 1], [0, 1, 1, 0]]   # last row: extreme logits, both ways

@@ -10,14 +10,15 @@ import math
 import numpy as np
 import pytest
 
-from lib import data, training
+from lib.data import datasets
+from lib.training import settings
 
 
 def test_embedded_default_recipe():
     # docs/method.md: "The embedded default (`TrainConfig()`): `resnet10t` from scratch at
     # 48 px, 4 epochs, batch 32, lr 2e-3, ASL, GCN head, `seed` adjacency, `glove-6b-50d`
     # vectors, selection on validation mAP."
-    c = training.TrainConfig()
+    c = settings.TrainConfig()
     assert (c.backbone, c.pretrained, c.image_size, c.epochs, c.batch_size, c.lr) == (
         "resnet10t", False, 48, 4, 32, 2e-3)
     assert (c.loss, c.head, c.adjacency, c.embeddings, c.select_metric) == (
@@ -50,7 +51,7 @@ def test_validation_carve_by_hand(tmp_path, n, seed):
     # round(0.1 n) images (at least 1, at most n - 1), the first of a permutation drawn from
     # numpy.random.default_rng(seed); both parts keep file order
     names = _train_only_dataset(tmp_path / "ds", n)
-    ds = data.load_dataset(tmp_path / "ds", check_images=False, val_fraction=0.1, seed=seed)
+    ds = datasets.load_dataset(tmp_path / "ds", check_images=False, val_fraction=0.1, seed=seed)
     n_val = min(max(int(round(0.1 * n)), 1), n - 1)
     chosen = sorted(np.random.default_rng(seed).permutation(n)[:n_val].tolist())
     assert list(ds.splits["val"].names) == [names[i] for i in chosen]
@@ -66,9 +67,9 @@ def test_onecycle_schedule_by_hand(tiny_scenes, tmp_path):
     """The trainer's schedule, stepped batch by batch, against PyTorch OneCycle's defaults
     written out: cosine from lr/25 up to lr over the warm-up fraction, then down to
     lr/25/1e4 at the end of ``schedule_epochs``; Adam's beta1 from 0.95 to 0.85 and back."""
-    from lib.trainer import Trainer
+    from lib.training.trainer import Trainer
 
-    config = training.TrainConfig(data=str(tiny_scenes), out=str(tmp_path / "run"), epochs=2,
+    config = settings.TrainConfig(data=str(tiny_scenes), out=str(tmp_path / "run"), epochs=2,
                                   schedule_epochs=3, image_size=16, batch_size=16, lr=0.01,
                                   warmup=0.25, device="cpu")
     trainer = Trainer(config)

@@ -15,16 +15,14 @@ from sklearn.metrics import (
 )
 
 from lib import cli
-from lib.metrics import (
+from lib.data.predictions import PredictionsError, read_thresholds, score_main
+from lib.method.metrics import (
     METRIC_KEYS,
-    PredictionsError,
     annotation_metrics,
     evaluate_scores,
     mcc_curves,
     mcc_thresholds,
     mean_average_precision,
-    read_thresholds,
-    score_main,
     topk_metrics,
 )
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from lib.models import (
+from lib.method.models import (
     COREL5K_STATS,
     HEADS,
     RESIDUAL_HEADS,

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from conftest import notebook_outputs, run_notebook
 
-from lib import paths
-from lib.utils import notebook_records
+from lib.core import paths
+from lib.core.glue import notebook_records
 
 pytestmark = pytest.mark.slow
 

@@ -7,9 +7,9 @@ import pytest
 from conftest import run_notebook
 from scipy.stats import spearmanr
 
-from lib import paths
-from lib.data import load_dataset
-from lib.utils import notebook_records
+from lib.core import paths
+from lib.core.glue import notebook_records
+from lib.data.datasets import load_dataset
 
 
 @pytest.mark.slow

@@ -10,8 +10,8 @@ from collections import Counter
 import pytest
 from conftest import run_notebook
 
-from lib import paths
-from lib.utils import notebook_records
+from lib.core import paths
+from lib.core.glue import notebook_records
 
 
 @pytest.mark.slow

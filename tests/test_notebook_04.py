@@ -6,9 +6,9 @@ import pytest
 from by_hand import numbers_by_hand
 from conftest import run_notebook
 
-from lib import paths
-from lib.runs import RunFolder
-from lib.utils import notebook_records
+from lib.core import paths
+from lib.core.glue import notebook_records
+from lib.training.runs import RunFolder
 
 SMALL = {"epochs": 1, "image_size": 32, "batch_size": 16}
 #: the test numbers notebook 04 records, and their names in by_hand.numbers_by_hand

@@ -12,10 +12,11 @@ from by_hand import numbers_by_hand
 from conftest import run_notebook
 from scipy.stats import spearmanr
 
-from lib import data, paths
-from lib.label_space import default_perplexity
-from lib.metrics import METRIC_KEYS, evaluate_scores
-from lib.utils import notebook_records
+from lib.core import paths
+from lib.core.glue import notebook_records
+from lib.data import datasets
+from lib.method.label_space import default_perplexity
+from lib.method.metrics import METRIC_KEYS, evaluate_scores
 
 # one worker builds the session's tiny_run for every test that uses it (make test: loadgroup)
 pytestmark = pytest.mark.xdist_group("tiny_run")
@@ -39,9 +40,9 @@ def _pairwise_rho(vectors: np.ndarray, train: np.ndarray) -> float:
 
 @pytest.mark.slow
 def test_run_folder_metrics_match_its_predictions(tiny_run):
-    """metrics.json is what lib.metrics gives for predictions.csv and thresholds.json."""
+    """metrics.json is what lib.method.metrics gives for predictions.csv and thresholds.json."""
     cfg = json.loads((tiny_run / "config.json").read_text())
-    test = data.load_dataset(cfg["dataset"], check_images=False).splits["test"]
+    test = datasets.load_dataset(cfg["dataset"], check_images=False).splits["test"]
     scores = pd.read_csv(tiny_run / "predictions.csv").set_index("image_name")
     assert list(scores.columns) == cfg["labels"]
     thresholds = json.loads((tiny_run / "thresholds.json").read_text())["thresholds"]
@@ -52,7 +53,7 @@ def test_run_folder_metrics_match_its_predictions(tiny_run):
         assert metrics[block] == pytest.approx(expected[block], abs=1e-6)
     assert metrics["mean_average_precision"] == pytest.approx(
         expected["mean_average_precision"], abs=1e-6)
-    # and by the definitions, independently of lib.metrics
+    # and by the definitions, independently of lib.method.metrics
     by_hand = numbers_by_hand(tiny_run)
     assert metrics["mean_average_precision"] == pytest.approx(
         by_hand["mean_average_precision"], abs=1e-6)
@@ -79,7 +80,7 @@ def test_notebook_05_evaluation(tiny_run, tmp_path):
     # Spearman rho of per-label F1 (MCC thresholds; TP / (predicted + 1e-7) etc.) and the
     # training frequency, from the files
     cfg = json.loads((tiny_run / "config.json").read_text())
-    ds = data.load_dataset(cfg["dataset"], check_images=False, seed=cfg["seed"])
+    ds = datasets.load_dataset(cfg["dataset"], check_images=False, seed=cfg["seed"])
     test = ds.splits["test"]
     # some labels are absent from this test split: the all-C convention is exercised
     assert 0 < test.targets.any(axis=0).sum() < len(cfg["labels"])
@@ -99,7 +100,7 @@ def test_notebook_05_evaluation(tiny_run, tmp_path):
 
 @pytest.mark.slow
 def test_notebook_06_tsne(tiny_run, tmp_path):
-    from lib import inference
+    from lib.training import inference
 
     out = run_notebook("06_tsne", {"run_name": str(tiny_run), "seed": 0}, tmp_path)
     records = notebook_records(out)
@@ -109,7 +110,7 @@ def test_notebook_06_tsne(tiny_run, tmp_path):
     assert records["after_kind"].startswith("GCN output W")
     assert records["tsne_perplexity"] == pytest.approx(default_perplexity(len(cfg["labels"])))
     model, _ = inference.load_model(tiny_run)
-    train = data.load_dataset(inference.RunFolder(tiny_run).dataset, check_images=False,
+    train = datasets.load_dataset(inference.RunFolder(tiny_run).dataset, check_images=False,
                               seed=cfg["seed"]).splits["train"].targets
     before = model.net.head.label_vectors.detach().numpy()
     after = model.net.label_classifiers().detach().numpy()
@@ -124,9 +125,9 @@ def test_notebook_06_tsne(tiny_run, tmp_path):
 def test_notebook_06_shows_a_residual_head_and_its_graph_share(tiny_run, tiny_scenes, tmp_path):
     """compare_runs: the residual head's classifiers and the share of each that comes from
     the graph, recorded as the mean of |W_gcn| / (|W_linear| + |W_gcn|) over labels."""
-    from lib import inference, training
+    from lib.training import inference, launch, settings
 
-    residual = training.train(training.TrainConfig(
+    residual = launch.train(settings.TrainConfig(
         data=str(tiny_scenes), out=str(tmp_path / "residual"), epochs=2, image_size=32,
         batch_size=16, seed=0, head="gcn-residual"))
     out = run_notebook("06_tsne", {"run_name": str(tiny_run), "seed": 0,

@@ -17,8 +17,12 @@ import torch
 from sklearn.metrics import matthews_corrcoef
 from torch import nn
 
-from lib import evaluation, metrics, paths, runs, thresholds, wgan
-from lib.runs import RunError
+from lib.analysis import evaluation
+from lib.core import paths
+from lib.data import predictions
+from lib.method import metrics, thresholds, wgan
+from lib.training import runs
+from lib.training.runs import RunError
 
 # --------------------------------------------------------------------------- ML-WGAN
 # docs/method.md, "ML-WGAN augmentation": L_D = D(fake) - D(real) + 10 (||grad D(x_hat)|| - 1)^2,
@@ -271,10 +275,10 @@ def test_predictions_with_columns_in_another_order_are_scored_aligned(tmp_path):
                 0, 1)
     order = [2, 0, 3, 1]
     _write_predictions(tmp_path / "p.csv", names, s, order)
-    frame = metrics.read_predictions(tmp_path / "p.csv", LABELS)
+    frame = predictions.read_predictions(tmp_path / "p.csv", LABELS)
     assert list(frame.columns) == LABELS
     np.testing.assert_allclose(frame.loc[names].to_numpy(), s)
-    got = metrics.score_predictions(tmp_path / "p.csv", tmp_path / "ds")
+    got = predictions.score_predictions(tmp_path / "p.csv", tmp_path / "ds")
     pred = s >= 0.5
     tp = (pred & (y == 1)).sum(0)
     p = np.mean(tp / (pred.sum(0) + 1e-7))
@@ -325,7 +329,7 @@ def test_load_results_refuses_a_run_whose_label_order_differs(tmp_path):
 
 
 def test_dataset_files_with_labels_in_another_order_are_refused(tmp_path):
-    from lib.data import DatasetError, load_dataset
+    from lib.data.datasets import DatasetError, load_dataset
 
     _dataset(tmp_path / "ds", np.random.default_rng(0))
     test = json.loads((tmp_path / "ds" / "test.json").read_text())
@@ -339,11 +343,11 @@ def test_thresholds_file_in_another_order_is_read_by_label(tmp_path):
     path = tmp_path / "t.json"
     path.write_text(json.dumps({"labels": ["tree", "sky", "sun", "sea"],
                                 "thresholds": [0.4, 0.1, 0.3, 0.2]}))
-    np.testing.assert_allclose(metrics.read_thresholds(path, LABELS), [0.1, 0.2, 0.3, 0.4])
+    np.testing.assert_allclose(predictions.read_thresholds(path, LABELS), [0.1, 0.2, 0.3, 0.4])
 
 
 def test_cached_label_vectors_are_not_reused_for_another_label_order(tmp_path):
-    from lib import embeddings as E
+    from lib.method import embeddings as E
 
     labels = ["sky", "sea", "sun"]
     first = E.cached_label_vectors(tmp_path, labels, "random-8", seed=0)

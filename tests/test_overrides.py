@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lib import training
-from lib.config import ConfigError, parse_overrides
+from lib.core.config import ConfigError, parse_overrides
+from lib.training import settings
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -34,10 +34,10 @@ def test_other_forms_are_one_line_errors_showing_the_right_form(value, problem):
 
 
 def test_build_config_takes_text_overrides():
-    config = training.build_config("default", '{"epochs": 1, "head": "linear"}')
+    config = settings.build_config("default", '{"epochs": 1, "head": "linear"}')
     assert (config.epochs, config.head) == (1, "linear")
     with pytest.raises(ConfigError, match="unknown TrainConfig settings"):
-        training.build_config("default", "{epoch: 1}")
+        settings.build_config("default", "{epoch: 1}")
 
 
 @pytest.mark.slow
@@ -47,8 +47,8 @@ def test_notebook_04_with_overrides_as_papermill_p_passes_them(tiny_scenes, tmp_
 
     from conftest import run_notebook
 
-    from lib import paths
-    from lib.runs import RunFolder
+    from lib.core import paths
+    from lib.training.runs import RunFolder
 
     text = json.dumps({"epochs": 1, "image_size": 32, "batch_size": 16})
     out = run_notebook("04_training", {"run_name": "nb-text", "dataset": str(tiny_scenes),

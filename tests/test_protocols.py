@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from lib import trainer as trainer_module
-from lib import training
-from lib.runs import RunFolder
+from lib.training import launch, settings
+from lib.training import trainer as trainer_module
+from lib.training.runs import RunFolder
 
 
 @pytest.mark.slow
@@ -29,11 +29,11 @@ def test_reference_protocol_keeps_the_test_selected_epoch_not_the_last(tiny_scen
         return out
 
     monkeypatch.setattr(trainer_module, "epoch_metrics", scripted)
-    config = training.TrainConfig(data=str(tiny_scenes), out=str(tmp_path / "ref"), epochs=4,
+    config = settings.TrainConfig(data=str(tiny_scenes), out=str(tmp_path / "ref"), epochs=4,
                                   image_size=32, batch_size=16, seed=0, protocol="reference",
                                   head="linear", lr=0.03, schedule="constant",
                                   select_metric="per_class_f1")
-    run = RunFolder(training.train(config))
+    run = RunFolder(launch.train(config))
     hist = run.history()
     assert seen == [32] * 4                                  # the 32 test images, each epoch
     np.testing.assert_array_equal(hist["select_score"].to_numpy(), script)

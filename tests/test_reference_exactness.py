@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from lib import device, metrics, models, training
-from lib.runs import RunFolder
+from lib.method import metrics, models
+from lib.training import device, launch, settings
+from lib.training.runs import RunFolder
 
 
 def test_mlgcn_top3_against_hand_computed_values():
@@ -85,13 +86,13 @@ def _config(tiny_scenes, out, **kw):
     base = dict(data=str(tiny_scenes), out=str(out), epochs=1, image_size=32, batch_size=16,
                 seed=0, head="linear", normalization="dataset")
     base.update(kw)
-    return training.TrainConfig(**base)
+    return settings.TrainConfig(**base)
 
 
 @pytest.mark.slow
 def test_reference_run_uses_the_constants_and_strict_fp32(tiny_scenes, tmp_path):
     torch.backends.cudnn.allow_tf32 = True  # torch's default: the run must turn it off
-    ref = RunFolder(training.train(_config(tiny_scenes, tmp_path / "ref",
+    ref = RunFolder(launch.train(_config(tiny_scenes, tmp_path / "ref",
                                            protocol="reference")))
     cfg = ref.config
     assert cfg["normalization_mean"] == [0.3928, 0.4079, 0.3531]
@@ -105,14 +106,14 @@ def test_reference_run_uses_the_constants_and_strict_fp32(tiny_scenes, tmp_path)
     assert any(torch.allclose(m.flatten(), torch.tensor([0.3928, 0.4079, 0.3531]))
                for m in mean)
     # holdout keeps the statistics computed from the images it trains on
-    hold = RunFolder(training.train(_config(tiny_scenes, tmp_path / "hold")))
+    hold = RunFolder(launch.train(_config(tiny_scenes, tmp_path / "hold")))
     assert hold.config["normalization_source"] == "computed"
     assert hold.config["normalization_mean"] != cfg["normalization_mean"]
     torch.backends.cudnn.allow_tf32 = True
 
 
 def test_reference_augmented_run_uses_the_augmented_constants(tiny_scenes, tmp_path):
-    from lib.trainer import Trainer
+    from lib.training.trainer import Trainer
 
     cfg = _config(tiny_scenes, tmp_path / "aug", protocol="reference", augmented=True)
     trainer = Trainer.__new__(Trainer)
@@ -122,14 +123,14 @@ def test_reference_augmented_run_uses_the_augmented_constants(tiny_scenes, tmp_p
 
 
 def test_channels_last_is_off_by_default_until_measured():
-    assert training.TrainConfig().channels_last is False
+    assert settings.TrainConfig().channels_last is False
 
 
 # ----------------------------------------------------------------------------- ML-WGAN init
 
 
 def test_wgan_reference_initialisation():
-    from lib import wgan
+    from lib.method import wgan
 
     size = (16, 24)
     gen = wgan.build_generator(size, 4, 1, bias=True)
@@ -162,7 +163,7 @@ def test_wgan_reference_initialisation():
 
 
 def test_wgan_reference_initialisation_grouped_is_solo():
-    from lib import wgan
+    from lib.method import wgan
 
     size, seeds = (16, 24), [3, 11]
     grouped = wgan.build_critic(size, 4, 2, bias=True)
@@ -188,7 +189,7 @@ def _release_like(tiny_scenes, tmp_path):
 
     from PIL import Image
 
-    from lib import augment_records
+    from lib.data import augment_records
 
     root = tmp_path / "release"
     shutil.copytree(tiny_scenes, root)
@@ -208,12 +209,12 @@ def _release_like(tiny_scenes, tmp_path):
 
 @pytest.mark.slow
 def test_shipped_fakes_train_and_are_never_destroyed(tiny_scenes, tmp_path):
-    from lib import augment_records, augmentation
+    from lib.data import augment_records, augmentation
 
     root, n_real, n_fake = _release_like(tiny_scenes, tmp_path)
     before = {p.name: p.read_bytes() for p in (root / "images").glob("*_aug*.jpeg")}
     assert len(before) == n_fake == 3 * n_real
-    run = RunFolder(training.train(_config(root, tmp_path / "aug", protocol="reference",
+    run = RunFolder(launch.train(_config(root, tmp_path / "aug", protocol="reference",
                                            augmented=True)))
     assert run.config["n_train"] == n_real + n_fake
     assert run.config["augmentation"]["fakes"] == n_fake

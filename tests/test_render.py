@@ -7,7 +7,10 @@ import nbformat
 import pytest
 from test_tables import GCN, LINEAR, make_run
 
-from lib import paths, render, tables
+from lib.analysis import tables
+from lib.core import paths
+from lib.pipeline import render
+from lib.pipeline.results import build_tables
 
 
 def notebook_with_output(path, text: str):
@@ -28,11 +31,11 @@ def test_reports_hold_no_absolute_path_of_the_checkout(tmp_path):
         make_run(runs, "gcn-asl", seed, GCN[seed], dataset=dataset)
         make_run(runs, "linear-asl", seed, LINEAR[seed], head="linear", dataset=dataset)
     out = tmp_path / "tables"
-    tables.build_tables(runs, out)
+    build_tables(runs, out)
     reports = tmp_path / "reports"
     pages = [render.render_table_html(out, name, reports / f"table_{name}.html")
              for name in ("main", "ablations")]
-    warning = f"{root}/lib/training.py:12: UserWarning: something\n"
+    warning = f"{root}/lib/training/settings.py:12: UserWarning: something\n"
     executed = notebook_with_output(tmp_path / "05_evaluation.ipynb", warning)
     page = render.render_notebook_html(executed, reports / "05_evaluation.html")
     index = render.write_index(reports, [("05_evaluation", page)], pages,
@@ -40,7 +43,7 @@ def test_reports_hold_no_absolute_path_of_the_checkout(tmp_path):
     for path in [*pages, page, index, *out.iterdir()]:
         if path.suffix != ".png":
             assert root not in path.read_text(encoding="utf-8"), path
-    assert "lib/training.py:12: UserWarning" in page.read_text()
+    assert "lib/training/settings.py:12: UserWarning" in page.read_text()
     text = index.read_text()
     assert "<th>dataset</th><td>data/scenes</td>" in text
     assert "href='table_main.html'" in text and "href='05_evaluation.html'" in text
@@ -65,13 +68,13 @@ def test_provenance_report_is_installed_without_the_checkout_path(tmp_path):
     raw report is one error naming it."""
     root = str(paths.ROOT)
     raw = tmp_path / "raw.html"
-    raw.write_text(f'<script>var rules = {{"cmd": "{root}/.venv/bin/python -m lib.jobs '
+    raw.write_text(f'<script>var rules = {{"cmd": "{root}/.venv/bin/python -m lib.pipeline.jobs '
                    f'notebook {root}/notebooks/01.ipynb", "dir": "{root}"}};</script>')
     out = render.install_provenance(raw, tmp_path / "reports")
     assert out == tmp_path / "reports" / render.PROVENANCE and not raw.exists()
     text = out.read_text()
     assert root not in text
-    assert '".venv/bin/python -m lib.jobs notebook notebooks/01.ipynb", "dir": "."' in text
+    assert '".venv/bin/python -m lib.pipeline.jobs notebook notebooks/01.ipynb", "dir": "."' in text
     with pytest.raises(FileNotFoundError, match="raw.html: no Snakemake report"):
         render.install_provenance(raw, tmp_path / "reports")
 
@@ -156,7 +159,7 @@ def test_index_is_the_front_door(tmp_path):
     for seed in range(2):
         make_run(results / "runs", "gcn-asl", seed, GCN[seed])
         make_run(results / "runs", "linear-asl", seed, LINEAR[seed], head="linear")
-    tables.build_tables(results / "runs", results / "tables", "default")
+    build_tables(results / "runs", results / "tables", "default")
     executed = paths.ensure(results / "executed")
     _executed(executed / "01_a.ipynb", "01 · Dataset statistics", "Label statistics.",
               "2026-01-01T10:00:00", "2026-01-01T10:01:00")

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib import params, paths, render
+from lib.core import paths
+from lib.pipeline import params, render
 
 pytestmark = pytest.mark.slow
 

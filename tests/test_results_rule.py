@@ -1,4 +1,4 @@
-"""The one results rule (lib/paths.py): AIA_RESULTS_DIR when set, else the scratch folder
+"""The one results rule (lib/core/paths.py): AIA_RESULTS_DIR when set, else the scratch folder
 results/lab/; parameter sets' folders under results/; the missing-run error says where it
 looked and what to run."""
 
@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from lib import params, paths
-from lib.runs import RunError, RunFolder
+from lib.core import paths
+from lib.pipeline import params
+from lib.training.runs import RunError, RunFolder
 
 
 def test_unset_means_the_scratch_folder_never_a_parameter_sets(monkeypatch, tmp_path):

@@ -24,9 +24,13 @@ import pytest
 import torch
 from PIL import Image
 
-from lib import cli, data, embeddings, inference, utils
-from lib.errors import DiskFullError, OutputError
-from lib.runs import RunError, RunFolder, make_config, validate_config
+from lib import cli
+from lib.core import fileio
+from lib.core.errors import DiskFullError, OutputError
+from lib.data import datasets
+from lib.method import embeddings
+from lib.training import inference
+from lib.training.runs import RunError, RunFolder, make_config, validate_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("tiny_run")]
 
@@ -86,7 +90,7 @@ def test_evaluate_refuses_a_dataset_with_the_labels_in_another_order(run_copy, c
     before = (run / "metrics.json").read_bytes()
     swapped = [labels[1], labels[0], *labels[2:]]
     write_vocabulary(root, swapped)
-    assert data.load_dataset(root, check_images=False).labels == swapped  # the premise
+    assert datasets.load_dataset(root, check_images=False).labels == swapped  # the premise
     rc, out, err = run_cli(["evaluate", run, "--device", "cpu"], capsys)
     line = one_error(err)
     assert rc == 2 and out == ""
@@ -120,7 +124,7 @@ def test_reversed_labels_in_config_json_stop_evaluate_and_annotate(run_copy, cap
     assert rc == 2 and out == ""
     assert "best.pt: labels disagree with" in line and "config.json" in line
     assert (run / "metrics.json").read_bytes() == before
-    image = data.load_dataset(root, check_images=False)
+    image = datasets.load_dataset(root, check_images=False)
     rc, out, err = run_cli(["annotate", run, image.image_path(image.splits["test"].names[0]),
                             "--device", "cpu"], capsys)
     assert rc == 2 and out == "" and "best.pt: labels disagree with" in one_error(err)
@@ -220,8 +224,8 @@ class _FullFile:
 
 
 def full_disk(monkeypatch, room: int = 1000) -> None:
-    """Every atomic write of lib.utils finds a disk with ``room`` bytes free."""
-    monkeypatch.setattr(utils, "open", lambda p, m="r": _FullFile(p, m, room), raising=False)
+    """Every atomic write of lib.core.fileio finds a disk with ``room`` bytes free."""
+    monkeypatch.setattr(fileio, "open", lambda p, m="r": _FullFile(p, m, room), raising=False)
 
     def write_bytes(self, data):
         with _FullFile(self, "wb", room) as f:
@@ -236,7 +240,7 @@ def test_full_disk_while_saving_a_checkpoint_is_one_line(tmp_path, monkeypatch):
     obj = {"w": torch.arange(10000.0)}
     full_disk(monkeypatch)
     with pytest.raises(DiskFullError) as info:
-        utils.atomic_save_torch(target, obj)
+        fileio.atomic_save_torch(target, obj)
     monkeypatch.undo()
     sink = io.BytesIO()
     torch.save(obj, sink)
@@ -252,7 +256,7 @@ def test_full_disk_while_writing_json_names_the_file_and_the_size(tmp_path, monk
     obj = {"x": list(range(1000))}
     full_disk(monkeypatch)
     with pytest.raises(DiskFullError) as info:
-        utils.atomic_write_json(target, obj)
+        fileio.atomic_write_json(target, obj)
     monkeypatch.undo()
     size = len((json.dumps(obj, indent=2) + "\n").encode())
     assert str(info.value).startswith(f"{target}: no space left on device: writing it needs")
@@ -287,9 +291,9 @@ def test_full_disk_on_a_real_small_filesystem(tmp_path):
     try:
         with pytest.raises(DiskFullError, match=r"big\.pt: no space left on device: writing "
                                                 r"it needs 4\d\d\.\d kB"):
-            utils.atomic_save_torch(mnt / "big.pt", {"w": torch.zeros(100_000)})
+            fileio.atomic_save_torch(mnt / "big.pt", {"w": torch.zeros(100_000)})
         with pytest.raises(DiskFullError, match=r"big\.json: no space left on device"):
-            utils.atomic_write_json(mnt / "big.json", list(range(100_000)))
+            fileio.atomic_write_json(mnt / "big.json", list(range(100_000)))
         assert list(mnt.iterdir()) == []
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
@@ -326,7 +330,7 @@ def test_bad_vector_files_are_refused_when_read(tmp_path, text, expected):
 
 
 def test_embed_does_not_cache_bad_vectors(tiny_scenes, tmp_path, capsys):
-    labels = data.load_dataset(tiny_scenes, check_images=False).labels
+    labels = datasets.load_dataset(tiny_scenes, check_images=False).labels
     rows = [f"{w} " + " ".join(["0.1"] * 4) for w in labels]
     rows[3] = f"{labels[3]} 0.1 nan 0.1 0.1"
     path = glove(tmp_path, "\n".join(rows) + "\n")
@@ -339,7 +343,7 @@ def test_embed_does_not_cache_bad_vectors(tiny_scenes, tmp_path, capsys):
 
 def test_a_cache_of_bad_vectors_is_not_trusted(tiny_scenes, tmp_path):
     """A cache written before the vectors were checked (NaN inside) is recomputed."""
-    labels = data.load_dataset(tiny_scenes, check_images=False).labels
+    labels = datasets.load_dataset(tiny_scenes, check_images=False).labels
     path = glove(tmp_path, "".join(f"{w} 0.1 0.2\n" for w in labels))
     good = embeddings.cached_label_vectors(tiny_scenes, labels, str(path))
     npy, _ = embeddings.cache_paths(tiny_scenes, str(path))
@@ -386,7 +390,7 @@ def test_annotations_csv_is_unambiguous_for_multi_word_labels():
 
 @pytest.fixture()
 def image_folder(tiny_scenes, tmp_path):
-    ds = data.load_dataset(tiny_scenes, check_images=False)
+    ds = datasets.load_dataset(tiny_scenes, check_images=False)
     folder = tmp_path / "images"
     (folder / "sub").mkdir(parents=True)
     names = ds.splits["test"].names[:4]
@@ -436,7 +440,7 @@ def test_train_out_problems_are_reported_before_the_set_up(tiny_scenes, tmp_path
     def no_set_up(*args, **kwargs):
         raise AssertionError("the set-up started")
 
-    monkeypatch.setattr(data, "load_dataset", no_set_up)
+    monkeypatch.setattr(datasets, "load_dataset", no_set_up)
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
     for out, expected in ((a_file, "is a file"), (a_file / "run", "is a file")):
@@ -447,7 +451,7 @@ def test_train_out_problems_are_reported_before_the_set_up(tiny_scenes, tmp_path
     def refuse(path):
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(utils, "temp_path_for", refuse)
+    monkeypatch.setattr(fileio, "temp_path_for", refuse)
     rc, _, err = run_cli(["train", "--data", tiny_scenes, "--out", tmp_path / "ro"], capsys)
     assert rc == 2 and "cannot write in" in one_error(err) and "Permission denied" in err
 
@@ -462,7 +466,7 @@ def test_annotate_output_problems_are_reported_before_loading_the_model(
         rc, _, err = run_cli(["annotate", tiny_run, tmp_path, "--output", output], capsys)
         assert rc == 2 and expected in one_error(err)
     with pytest.raises(OutputError):
-        utils.check_output_file(a_file / "x.csv")
+        fileio.check_output_file(a_file / "x.csv")
 
 
 def test_best_pt_stores_the_adjacency_once(tiny_run):
@@ -477,7 +481,7 @@ def test_best_pt_stores_the_adjacency_once(tiny_run):
 def test_adjacency_once_saves_its_bytes_on_a_large_vocabulary(tmp_path):
     """A synthetic 2,000-label GCN checkpoint: storing the graph and vectors once saves
     C*C*4 + C*d*4 bytes (the 10,000-label claim: 400 MB + 12 MB of an 847 MB best.pt)."""
-    from lib.models import build_model
+    from lib.method.models import build_model
 
     c, d = 2000, 300
     vectors = torch.randn(c, d)
@@ -486,8 +490,8 @@ def test_adjacency_once_saves_its_bytes_on_a_large_vocabulary(tmp_path):
                         adjacency=adjacency, hidden=64)
     new = {"model": model.state_dict(), "labels": [f"l{i}" for i in range(c)]}
     old = {**new, "label_vectors": vectors, "adjacency": adjacency}
-    utils.atomic_save_torch(tmp_path / "new.pt", new)
-    utils.atomic_save_torch(tmp_path / "old.pt", old)
+    fileio.atomic_save_torch(tmp_path / "new.pt", new)
+    fileio.atomic_save_torch(tmp_path / "old.pt", old)
     saved = (tmp_path / "old.pt").stat().st_size - (tmp_path / "new.pt").stat().st_size
     assert saved == pytest.approx(c * c * 4 + c * d * 4, rel=0.001)
 
@@ -501,7 +505,7 @@ def test_an_old_best_pt_with_its_own_copies_still_loads(run_copy, tiny_scenes):
     state["adjacency"], state["label_vectors"] = state["model"][key], state["model"][vec]
     torch.save(state, run / "best.pt")                      # the format before this change
     old, _ = inference.load_model(run)
-    ds = data.load_dataset(root)
+    ds = datasets.load_dataset(root)
     a = inference.predict(model, ds, "test", config=cfg, device="cpu")
     b = inference.predict(old, ds, "test", config=cfg, device="cpu")
     np.testing.assert_array_equal(a, b)

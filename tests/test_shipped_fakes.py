@@ -15,12 +15,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lib import augment_records, augmentation, standin, training
-from lib.config import ConfigError, given
-from lib.data import DatasetError, aug_source_stem
-from lib.runs import RunFolder
-from lib.trainer import Trainer
-from lib.wgan import WGANConfig
+from lib.core.config import ConfigError, given
+from lib.data import augment_records, augmentation
+from lib.data.datasets import DatasetError, aug_source_stem
+from lib.data.drawn import standin
+from lib.method.wgan import WGANConfig
+from lib.training import launch, settings
+from lib.training.runs import RunFolder
+from lib.training.trainer import Trainer
 
 #: 4 training images carry few of the 260 labels: the graph warns, rightly
 pytestmark = pytest.mark.filterwarnings("ignore:.*never occur in the training targets")
@@ -65,7 +67,7 @@ def _copy(release: Path, tmp_path: Path) -> Path:
 
 def _trainer(root: Path, tmp_path: Path, corel_dir: Path, **kw) -> Trainer:
     """An augmented run (reference protocol: no carve, every training image trains)."""
-    return Trainer(training.TrainConfig(
+    return Trainer(settings.TrainConfig(
         data=str(root), out=str(tmp_path / "run"), protocol="reference", augmented=True,
         epochs=1, image_size=16, batch_size=4, eval_batch_size=4, hidden=8, seed=0,
         embeddings=str(corel_dir / "glove300_corel5k.txt"), device="cpu", **kw))
@@ -154,12 +156,12 @@ def test_a_shipped_list_without_fakes_is_never_rewritten(release, tmp_path):
 def test_the_settings_name_a_file_of_the_dataset(release, tmp_path, corel_dir):
     args = augmentation.build_parser().parse_args(["data", "--fakes", "ours"])
     assert augmentation.config_from_args(args).fakes == "ours"
-    assert WGANConfig().fakes == "" and training.TrainConfig().aug_list == "train_aug.json"
-    args = training.train_parser().parse_args(["--aug-list", "train_aug_ours.json"])
-    assert training.build_config("default", given(args, training.TrainConfig)).aug_list == \
+    assert WGANConfig().fakes == "" and settings.TrainConfig().aug_list == "train_aug.json"
+    args = launch.train_parser().parse_args(["--aug-list", "train_aug_ours.json"])
+    assert settings.build_config("default", given(args, settings.TrainConfig)).aug_list == \
         "train_aug_ours.json"
     with pytest.raises(ConfigError, match="TrainConfig.aug_list"):
-        training.TrainConfig(aug_list="../train_aug.json")
+        settings.TrainConfig(aug_list="../train_aug.json")
     with pytest.raises(ConfigError, match="WGANConfig.fakes"):
         WGANConfig(fakes="a/b")
     root = _copy(release, tmp_path)

@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from lib import paths
+from lib.core import paths
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     shutil.which("sbatch") is None or subprocess.run(["sinfo"], capture_output=True).returncode,

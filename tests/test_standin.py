@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lib import data, paths, standin, standin_draw
-from lib.paths import ROOT
+from lib.core import paths
+from lib.core.paths import ROOT
+from lib.data import datasets
+from lib.data.drawn import standin, standin_draw
 
 LIMIT = 6
 
@@ -72,8 +74,8 @@ def test_handmade_folder(handmade, tmp_path):
     out = standin.generate_standin(handmade, tmp_path / "out", seed=0, progress=False)
     for name in ("train.json", "val.json", "test.json", "vocabulary.txt"):
         assert (out / name).read_bytes() == (handmade / name).read_bytes(), name
-    ds = data.load_dataset(out, check_images=True)
-    src = data.load_dataset(handmade, check_images=False)
+    ds = datasets.load_dataset(out, check_images=True)
+    src = datasets.load_dataset(handmade, check_images=False)
     assert ds.labels == src.labels
     for split in ("train", "val", "test"):
         assert ds.splits[split].names == src.splits[split].names
@@ -87,7 +89,7 @@ def test_handmade_folder(handmade, tmp_path):
                        "5.jpeg": "JPEG", "6.jpeg": "JPEG", "7.jpeg": "JPEG"}
     meta = json.loads((out / "standin.json").read_text())
     assert meta["stand_in"] is True and "not Corel images" in meta["note"]
-    assert meta["generator"] == "lib.standin" and meta["seed"] == 0
+    assert meta["generator"] == "lib.data.drawn.standin" and meta["seed"] == 0
     assert meta["source"] == str(handmade) and meta["limit"] is None
     assert meta["counts"]["images"] == {"train": 4, "val": 1, "test": 2}
     assert meta["counts"]["unlabelled"] == {"train": 1, "val": 0, "test": 0}
@@ -126,7 +128,7 @@ def test_corel_subset(corel_annotations, tmp_path):
     assert {p.name for p in (out / "images").iterdir()} == names == {
         "1000.jpeg", "1003.jpeg", "1004.jpeg", "1005.jpeg", "1006.jpeg", "1007.jpeg",
         "1001.jpeg", "1002.jpeg", "1024.jpeg", "1029.jpeg", "1055.jpeg", "1061.jpeg"}
-    data.load_dataset(out, check_images=True)
+    datasets.load_dataset(out, check_images=True)
     meta = json.loads((out / "standin.json").read_text())
     assert meta["limit"] == LIMIT and meta["counts"]["total"] == 2 * LIMIT
     assert meta["counts"]["labels"] == 260
@@ -203,7 +205,7 @@ def test_bad_input(handmade, tmp_path, tiny_scenes):
     assert _hashes(foreign) == before
     with pytest.raises(ValueError, match="annotation folder itself"):
         standin.generate_standin(handmade, handmade, progress=False)
-    with pytest.raises(data.DatasetError, match="not found"):
+    with pytest.raises(datasets.DatasetError, match="not found"):
         standin.generate_standin(tmp_path / "nowhere", tmp_path / "x", progress=False)
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="seed"):
@@ -214,7 +216,7 @@ def test_bad_input(handmade, tmp_path, tiny_scenes):
     obj = json.loads((handmade / "test.json").read_text())
     obj["samples"][0]["image_labels"] = ["unicorn"]
     (handmade / "test.json").write_text(json.dumps(obj))
-    with pytest.raises(data.DatasetError, match=r"test\.json.*'unicorn'"):
+    with pytest.raises(datasets.DatasetError, match=r"test\.json.*'unicorn'"):
         standin.generate_standin(handmade, tmp_path / "y", progress=False)
     obj["samples"][0] = {"image_name": "6.tiff", "image_labels": []}
     (handmade / "test.json").write_text(json.dumps(obj))
@@ -273,7 +275,7 @@ def test_marks_are_drawn(tmp_path):
 
 def test_cli(handmade, tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "lib.standin", "ann", "cli", "--seed", "2"],
+        [sys.executable, "-m", "lib.data.drawn.standin", "ann", "cli", "--seed", "2"],
         cwd=tmp_path, capture_output=True, text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr
@@ -285,7 +287,8 @@ def test_cli(handmade, tmp_path):
     assert meta["source"] == "ann"  # recorded as given
     assert cli_hashes.pop("standin.json") != api_hashes.pop("standin.json")
     assert cli_hashes == api_hashes
-    bad = subprocess.run([sys.executable, "-m", "lib.standin", "nowhere", "x"], cwd=tmp_path,
+    bad = subprocess.run([sys.executable, "-m", "lib.data.drawn.standin", "nowhere", "x"],
+                         cwd=tmp_path,
                          capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert bad.returncode == 2 and "nowhere" in bad.stderr and "not found" in bad.stderr
@@ -316,15 +319,15 @@ def test_whole_corel_folder(corel_standin, corel_annotations):
     for split in ("train", "test"):
         assert (out / f"{split}.json").read_bytes() == (src / f"{split}.json").read_bytes()
     assert not (out / "train_aug.json").exists()
-    ds = data.load_dataset(out, check_images=True)
+    ds = datasets.load_dataset(out, check_images=True)
     with pytest.warns(UserWarning, match="carved into the validation split"):
-        real = data.load_dataset(src, check_images=False)  # the source has train_aug.json
+        real = datasets.load_dataset(src, check_images=False)  # the source has train_aug.json
     assert ds.labels == real.labels and len(ds.labels) == 260
     assert {"f-16", "close-up", "white-tailed"} <= set(ds.labels)
     for split in ("train", "val", "test"):
         assert ds.splits[split].names == real.splits[split].names
         np.testing.assert_array_equal(ds.splits[split].targets, real.splits[split].targets)
-    stats, real_stats = data.dataset_statistics(ds), data.dataset_statistics(real)
+    stats, real_stats = datasets.dataset_statistics(ds), datasets.dataset_statistics(real)
     assert real_stats.pop("n_augmented") == 13500 and "n_augmented" not in stats
     assert stats == real_stats
     assert stats["n_images"] == {"train": 4500, "test": 499}

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from lib import painting, synth
-from lib.paths import ROOT
+from lib.core.paths import ROOT
+from lib.data.drawn import painting, synth
 
 SMALL = dict(size=24, n_train=24, n_val=6, n_test=8)
 
@@ -186,7 +186,7 @@ def test_bad_arguments(tmp_path):
     foreign = tmp_path / "corel"
     foreign.mkdir()
     (foreign / "train.json").write_text("{}")
-    with pytest.raises(FileExistsError, match="not drawn by lib.synth"):
+    with pytest.raises(FileExistsError, match="not drawn by lib.data.drawn.synth"):
         synth.generate(foreign, **SMALL)
     assert (foreign / "train.json").read_text() == "{}"
     with pytest.raises(ValueError, match="n_val"):

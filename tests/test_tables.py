@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from lib import comparisons, seedstats, tables
-from lib.runs import METRIC_KEYS, RunFolder, list_runs, make_config
+from lib.analysis import comparisons, seedstats, tables
+from lib.pipeline.results import build_tables, tables_main
+from lib.training.runs import METRIC_KEYS, RunFolder, list_runs, make_config
 
 
 def metrics_block(f1: float, n_plus: int) -> dict:
@@ -76,7 +77,7 @@ def runs_dir(tmp_path) -> Path:
 
 def test_main_table_mean_and_sample_std(runs_dir, tmp_path):
     out = tmp_path / "tables"
-    tables.build_tables(runs_dir, out)
+    build_tables(runs_dir, out)
     main = pd.read_csv(out / "main.csv").set_index(["run", "thresholds"])
     # candidate heads on their baseline settings only: no identity, random, augmented, ml-gcn
     assert set(main.index.get_level_values(0)) == {"gcn-asl", "linear-asl",
@@ -125,12 +126,12 @@ def test_runs_without_ml_gcn_top3_get_no_such_row(tmp_path):
         if seed == 1:
             del m["top3_mlgcn"]
         (folder / "metrics.json").write_text(json.dumps(m))
-    main = tables.build_tables(runs, tmp_path / "tables")["main"]
+    main = build_tables(runs, tmp_path / "tables")["main"]
     assert main["thresholds"].tolist() == ["0.5", "MCC", "top-3"]
 
 
 def test_ablation_paired_difference_against_scipy(runs_dir, tmp_path):
-    result = tables.build_tables(runs_dir, tmp_path / "t")
+    result = build_tables(runs_dir, tmp_path / "t")
     abl = result["ablations"].set_index(["run", "baseline", "thresholds"])
     for run, values, claim in (("gcn-identity-asl", IDENTITY, seedstats.NOT_DISTINGUISHABLE),
                                ("gcn-residual-asl", RESIDUAL, seedstats.DIFFERS)):
@@ -186,7 +187,7 @@ def test_which_comparisons_are_made(runs_dir):
 
 
 def test_ablation_markdown_marks(runs_dir, tmp_path):
-    tables.build_tables(runs_dir, tmp_path / "t")
+    build_tables(runs_dir, tmp_path / "t")
     md = (tmp_path / "t" / "ablations.md").read_text()
     d = np.subtract(IDENTITY, GCN)
     assert f"| {d.mean():+.3f} ± {d.std(ddof=1):.3f} (≈ 0) |" in md
@@ -205,7 +206,7 @@ def test_leaky_standin_and_published_rows(tmp_path):
                  protocol="reference", leaky=True)
         make_run(runs, "linear-asl", seed, 0.38, labels=260, dataset_name="corel5k",
                  protocol="reference", leaky=True, head="linear")
-    result = tables.build_tables(runs, tmp_path / "t")
+    result = build_tables(runs, tmp_path / "t")
     main = result["main"]
     published = main[main["source"] == tables.PUBLISHED]
     assert len(published) == 4 and published["leaky"].all()
@@ -226,7 +227,7 @@ def test_leaky_standin_and_published_rows(tmp_path):
     standin = tmp_path / "standin"
     for seed in (0, 1):
         make_run(standin, "gcn-asl", seed, 0.4, labels=260, standin=True)
-    result = tables.build_tables(standin, tmp_path / "u")
+    result = build_tables(standin, tmp_path / "u")
     assert (result["main"]["source"] == "ours").all()
     md = (tmp_path / "u" / "main.md").read_text()
     assert "Stand-in data: not comparable with published Corel-5k numbers." in md
@@ -234,7 +235,7 @@ def test_leaky_standin_and_published_rows(tmp_path):
     # 259 labels is not Corel-5k
     other = tmp_path / "other"
     make_run(other, "gcn-asl", 0, 0.4, labels=259)
-    assert (tables.build_tables(other, tmp_path / "v")["main"]["source"] == "ours").all()
+    assert (build_tables(other, tmp_path / "v")["main"]["source"] == "ours").all()
 
 
 def test_configurations_must_be_consistent(tmp_path):
@@ -242,13 +243,13 @@ def test_configurations_must_be_consistent(tmp_path):
     make_run(runs, "gcn-asl", 0, 0.4)
     make_run(runs, "gcn-asl", 1, 0.4, loss="bce")
     with pytest.raises(tables.TableError, match=r"differ in \['loss'\]"):
-        tables.build_tables(runs, tmp_path / "t")
+        build_tables(runs, tmp_path / "t")
     again = tmp_path / "again"
     make_run(again, "gcn-asl", 0, 0.4)
     (again / "gcn-asl" / "config.json").write_text(
         (again / "gcn-asl" / "seed-0" / "config.json").read_text())   # old flat layout
     with pytest.raises(tables.TableError, match="seed 0 is in two folders"):
-        tables.build_tables(again, tmp_path / "t")
+        build_tables(again, tmp_path / "t")
     bad = make_run(tmp_path / "bad", "gcn-asl", 0, 0.4)
     (bad / "metrics.json").write_text(json.dumps({"at_0.5": {}, "mcc": {}}))
     with pytest.raises(Exception, match=r"metrics\.json.*lacks"):
@@ -258,28 +259,28 @@ def test_configurations_must_be_consistent(tmp_path):
 def test_params_restrict_runs(runs_dir, tmp_path, caplog):
     import yaml
 
-    result = tables.build_tables(runs_dir, tmp_path / "t", run_names=["gcn-asl", "gcn-random-asl"])
+    result = build_tables(runs_dir, tmp_path / "t", run_names=["gcn-asl", "gcn-random-asl"])
     assert set(result["main"]["run"]) == {"gcn-asl"}
     assert set(result["ablations"]["run"]) == {"gcn-random-asl"}
     with pytest.raises(tables.TableError, match="nope"):
-        tables.build_tables(runs_dir, tmp_path / "t", run_names=["nope"])
+        build_tables(runs_dir, tmp_path / "t", run_names=["nope"])
     params = tmp_path / "set.yaml"
     params.write_text(yaml.safe_dump({"runs": {"gcn-asl": {}, "linear-asl": {},
                                                "not-trained": {}}}))
-    result = tables.build_tables(runs_dir, tmp_path / "t", params=str(params))
+    result = build_tables(runs_dir, tmp_path / "t", params=str(params))
     assert set(result["ablations"]["run"]) == {"gcn-asl"}
     assert "not-trained" in caplog.text
     assert json.loads((tmp_path / "t" / "main.meta.json").read_text())["params"] == "set"
     params.write_text(yaml.safe_dump({"runs": {"nothing": {}}}))
     with pytest.raises(tables.TableError, match="none of the runs"):
-        tables.build_tables(runs_dir, tmp_path / "t", params=str(params))
+        build_tables(runs_dir, tmp_path / "t", params=str(params))
 
 
 def test_tables_cli_and_readme_block(runs_dir, tmp_path, capsys):
     out = tmp_path / "t"
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\nbefore\n{tables.README_START}\nOLD\n{tables.README_END}\nafter\n")
-    assert tables.tables_main(["--runs", str(runs_dir), "--out", str(out),
+    assert tables_main(["--runs", str(runs_dir), "--out", str(out),
                                "--readme", str(readme)]) == 0
     assert "wrote" in capsys.readouterr().out
     text = readme.read_text()
@@ -336,10 +337,10 @@ def test_tables_cli_reads_the_sets_results_folder(runs_dir, tmp_path, monkeypatc
     monkeypatch.setenv("AIA_RESULTS_BASE", str(tmp_path / "res"))
     params = tmp_path / "mine.yaml"
     params.write_text(yaml.safe_dump({"runs": {"gcn-asl": {}, "linear-asl": {}}}))
-    assert tables.tables_main(["--params", str(params)]) == 1
+    assert tables_main(["--params", str(params)]) == 1
     assert "res/mine/runs: none of the runs of parameter set 'mine'" in caplog.text
     shutil.copytree(runs_dir, tmp_path / "res" / "mine" / "runs")
-    assert tables.tables_main(["--params", str(params)]) == 0
+    assert tables_main(["--params", str(params)]) == 0
     main = pd.read_csv(tmp_path / "res" / "mine" / "tables" / "main.csv")
     assert set(main["run"]) == {"gcn-asl", "linear-asl"}
     assert "main.csv" in capsys.readouterr().out

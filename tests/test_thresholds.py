@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import matthews_corrcoef
 
-from lib import metrics, thresholds
+from lib.method import metrics, thresholds
 
 
 def test_shared_threshold_maximises_pooled_mcc():

@@ -11,19 +11,22 @@ import pandas as pd
 import pytest
 import torch
 
-from lib import config, data, graph, images, metrics, training
-from lib.locking import LockedError, file_lock
-from lib.runs import RunError, RunFolder
+from lib.core import config
+from lib.core.locking import LockedError, file_lock
+from lib.data import datasets
+from lib.method import graph, metrics
+from lib.training import images, launch, settings
+from lib.training.runs import RunError, RunFolder
 
 SEVEN = {"per_class_precision", "per_class_recall", "per_class_f1", "per_image_precision",
          "per_image_recall", "per_image_f1", "n_plus"}
 
 
-def tiny_config(tiny_scenes, out, **kw) -> training.TrainConfig:
+def tiny_config(tiny_scenes, out, **kw) -> settings.TrainConfig:
     base = dict(data=str(tiny_scenes), out=str(out), epochs=2, image_size=32, batch_size=16,
                 seed=0)
     base.update(kw)
-    return training.TrainConfig(**base)
+    return settings.TrainConfig(**base)
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -40,7 +43,7 @@ def tiny_config(tiny_scenes, out, **kw) -> training.TrainConfig:
 ])
 def test_config_rejects_bad_values(bad, match):
     with pytest.raises(config.ConfigError, match=match):
-        training.TrainConfig(**bad)
+        settings.TrainConfig(**bad)
 
 
 def test_a_value_the_user_sets_wins_over_the_preset_even_when_it_is_the_default():
@@ -48,22 +51,22 @@ def test_a_value_the_user_sets_wins_over_the_preset_even_when_it_is_the_default(
     API and the command line alike."""
     wanted = {"normalization": "backbone", "pretrained": False, "num_workers": 0,
               "select_metric": "mean_average_precision", "embeddings": "glove-6b-50d"}
-    api = training.build_config("corel5k", wanted)
-    cli = training.build_config("corel5k", config.given(training.train_parser().parse_args(
+    api = settings.build_config("corel5k", wanted)
+    cli = settings.build_config("corel5k", config.given(launch.train_parser().parse_args(
         ["--normalization", "backbone", "--no-pretrained", "--num-workers", "0",
          "--select-metric", "mean_average_precision", "--embeddings", "glove-6b-50d"]),
-        training.TrainConfig))
+        settings.TrainConfig))
     for c in (api, cli):
         for key, value in wanted.items():
             assert getattr(c, key) == value, key
         assert (c.backbone, c.image_size, c.lr) == ("tresnet_m", 448, 1e-4)  # preset kept
-    assert training.build_config("corel5k").normalization == "dataset"
+    assert settings.build_config("corel5k").normalization == "dataset"
 
 
 def test_corel5k_preset_is_the_reference_recipe_from_cli_and_api():
-    api = training.build_config("corel5k", {"data": "d"})
-    cli = training.build_config("corel5k", config.given(
-        training.train_parser().parse_args(["--data", "d"]), training.TrainConfig))
+    api = settings.build_config("corel5k", {"data": "d"})
+    cli = settings.build_config("corel5k", config.given(
+        launch.train_parser().parse_args(["--data", "d"]), settings.TrainConfig))
     assert api == cli
     assert (api.backbone, api.image_size, api.batch_size, api.lr) == ("tresnet_m", 448, 32, 1e-4)
     assert (api.epochs, api.schedule_epochs, api.warmup, api.loss) == (60, 80, 0.2, "asl")
@@ -71,19 +74,19 @@ def test_corel5k_preset_is_the_reference_recipe_from_cli_and_api():
     assert api.select_metric == "per_class_f1" and api.normalization == "dataset"
     assert (api.head, api.adjacency, api.hidden, api.schedule, api.protocol) == (
         "gcn", "seed", 1024, "onecycle", "holdout")
-    assert training.TrainConfig().normalization == "backbone"
-    reference = training.build_config("corel5k", {"protocol": "reference"})
+    assert settings.TrainConfig().normalization == "backbone"
+    reference = settings.build_config("corel5k", {"protocol": "reference"})
     assert reference.leaky and not reference.resolved_amp("cuda")
     assert api.resolved_amp("cuda") and not api.resolved_amp("cpu")
 
 
 def test_cli_lists_every_setting_with_its_choices():
-    help_text = training.train_parser().format_help()
-    for f in training.TrainConfig.__dataclass_fields__:
+    help_text = launch.train_parser().format_help()
+    for f in settings.TrainConfig.__dataclass_fields__:
         assert f"--{f.replace('_', '-')}" in help_text, f
     assert "{gcn,linear,gcn-identity" in help_text and "{bce,focal,asl}" in help_text
     with pytest.raises(config.ConfigError, match="unknown"):
-        training.build_config("default", {"learning_rate": 1.0})
+        settings.build_config("default", {"learning_rate": 1.0})
 
 
 # ----------------------------------------------------------------------------- end to end
@@ -118,11 +121,11 @@ def test_run_folder_contract(tiny_run, tiny_scenes):
     assert ckpt["epoch"] == 2 and len(ckpt["history"]) == 2
     assert best["epoch"] == int(hist.loc[hist["select_score"].idxmax(), "epoch"])
 
-    ds = data.load_dataset(tiny_scenes)
+    ds = datasets.load_dataset(tiny_scenes)
     info = run.threshold_info()
     assert info["labels"] == ds.labels and info["tuned_on"] == "val"
     # thresholds are exactly the tuning of the saved validation scores
-    from lib import thresholds
+    from lib.method import thresholds
     val = run.predictions("val").loc[ds.splits["val"].names, ds.labels].to_numpy()
     expected, _ = thresholds.tune(ds.splits["val"].targets, val,
                                   min_positives=info["min_positives"], fallback=info["fallback"])
@@ -149,9 +152,9 @@ def test_a_tiny_run_learns(tiny_scenes, tmp_path):
     """Four epochs on the tiny scenes: test mAP clearly above the label-prior baseline (every
     image scored by the training frequency of each label, whose expected AP is the label's
     prevalence)."""
-    run = RunFolder(training.train(tiny_config(tiny_scenes, tmp_path / "learn", epochs=4,
+    run = RunFolder(launch.train(tiny_config(tiny_scenes, tmp_path / "learn", epochs=4,
                                                head="linear")))
-    ds = data.load_dataset(tiny_scenes)
+    ds = datasets.load_dataset(tiny_scenes)
     y = ds.splits["test"].targets
     present = y.any(axis=0)
     prior_map = float(y[:, present].mean(axis=0).mean())
@@ -160,12 +163,12 @@ def test_a_tiny_run_learns(tiny_scenes, tmp_path):
 
 @pytest.mark.slow
 def test_continuing_gives_the_uninterrupted_result(tiny_scenes, tmp_path):
-    full = training.train(tiny_config(tiny_scenes, tmp_path / "full"))
+    full = launch.train(tiny_config(tiny_scenes, tmp_path / "full"))
     part = tmp_path / "part"
-    training.train(tiny_config(tiny_scenes, part), max_epochs_this_call=1)
+    launch.train(tiny_config(tiny_scenes, part), max_epochs_this_call=1)
     assert not (part / "metrics.json").exists()
     assert len(pd.read_csv(part / "history.csv")) == 1
-    training.train(tiny_config(tiny_scenes, part))  # a plain rerun continues
+    launch.train(tiny_config(tiny_scenes, part))  # a plain rerun continues
     assert json.loads((part / "metrics.json").read_text()) == json.loads(
         (full / "metrics.json").read_text())
     for name in ("best.pt", "checkpoint.pt"):
@@ -180,7 +183,7 @@ def test_continuing_gives_the_uninterrupted_result(tiny_scenes, tmp_path):
     # the workflow's mtime staleness relies on)
     before = {f: ((part / f).stat().st_mtime_ns, (part / f).read_bytes())
               for f in ("checkpoint.pt", "config.json", "metrics.json")}
-    training.train(tiny_config(tiny_scenes, part, eval_batch_size=7))
+    launch.train(tiny_config(tiny_scenes, part, eval_batch_size=7))
     assert {f: ((part / f).stat().st_mtime_ns, (part / f).read_bytes()) for f in before} == before
 
 
@@ -190,24 +193,24 @@ def test_a_run_folder_belongs_to_its_run(tiny_scenes, tmp_path):
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     with pytest.raises(RunError, match="notes.txt"):
-        training.train(tiny_config(tiny_scenes, out, epochs=1))
+        launch.train(tiny_config(tiny_scenes, out, epochs=1))
     assert (out / "notes.txt").read_text() == "mine"
     (out / "notes.txt").unlink()
-    training.train(tiny_config(tiny_scenes, out, epochs=1))
+    launch.train(tiny_config(tiny_scenes, out, epochs=1))
     with pytest.raises(RunError, match=r"differs in \['lr'\]"):
-        training.train(tiny_config(tiny_scenes, out, epochs=1, lr=0.01))
+        launch.train(tiny_config(tiny_scenes, out, epochs=1, lr=0.01))
     assert RunFolder(out).config["lr"] == 2e-3  # the old run is untouched
-    training.train(tiny_config(tiny_scenes, out, epochs=1, lr=0.01, overwrite=True))
+    launch.train(tiny_config(tiny_scenes, out, epochs=1, lr=0.01, overwrite=True))
     assert RunFolder(out).config["lr"] == 0.01
     with file_lock(out / ".lock", "training run"), pytest.raises(LockedError, match="pid"):
-        training.train(tiny_config(tiny_scenes, out, epochs=1, lr=0.01))
+        launch.train(tiny_config(tiny_scenes, out, epochs=1, lr=0.01))
 
 
 @pytest.mark.slow
 def test_reference_protocol_is_the_reference(tiny_scenes, tmp_path):
     """No carve (all of train.json trains and builds the graph), selection on test, thresholds
     tuned on the training images with flips, fp32, leaky everywhere."""
-    run = RunFolder(training.train(tiny_config(tiny_scenes, tmp_path / "ref", epochs=1,
+    run = RunFolder(launch.train(tiny_config(tiny_scenes, tmp_path / "ref", epochs=1,
                                                protocol="reference", head="linear")))
     cfg, m, hist = run.config, run.metrics(), run.history()
     raw = json.loads((tiny_scenes / "train.json").read_text())["samples"]
@@ -218,9 +221,9 @@ def test_reference_protocol_is_the_reference(tiny_scenes, tmp_path):
     assert info["tuned_on"] == "train" and info["flips"] is True
     assert not run.predictions_path("val").exists()
     # the graph a reference GCN run uses is built from every training image
-    ds = data.load_dataset(tiny_scenes, val_fraction=0.0)
+    ds = datasets.load_dataset(tiny_scenes, val_fraction=0.0)
     # (best.pt keeps the graph once, as a buffer of a GCN head: build a GCN run's trainer)
-    from lib.trainer import Trainer
+    from lib.training.trainer import Trainer
 
     trainer = Trainer(tiny_config(tiny_scenes, tmp_path / "ref-gcn", epochs=1,
                                   protocol="reference", head="gcn"))
@@ -238,9 +241,9 @@ def test_reference_protocol_does_not_carve(tiny_scenes, tmp_path):
     shutil.copytree(tiny_scenes, root)
     (root / "val.json").unlink()
     n = len(json.loads((root / "train.json").read_text())["samples"])
-    ref = RunFolder(training.train(tiny_config(root, tmp_path / "r", epochs=1, head="linear",
+    ref = RunFolder(launch.train(tiny_config(root, tmp_path / "r", epochs=1, head="linear",
                                                protocol="reference")))
-    hold = RunFolder(training.train(tiny_config(root, tmp_path / "h", epochs=1, head="linear")))
+    hold = RunFolder(launch.train(tiny_config(root, tmp_path / "h", epochs=1, head="linear")))
     assert ref.config["n_train"] == n and hold.config["n_train"] == n - round(0.1 * n)
     assert hold.config["val_carved"] is True and ref.config["val_carved"] is False
 
@@ -251,15 +254,15 @@ def test_graph_and_normalisation_come_from_the_training_split_after_the_carve(ti
     """docs/method.md, "Which images" and item 14: without val.json the holdout protocol
     carves a validation split; the label graph and the dataset normalisation are then
     computed from the remaining training images only (by hand here: the carve of
-    lib.data, the adjacency of those targets, mean and population sd of their pixels)."""
-    from lib.trainer import Trainer
+    lib.data.datasets, the adjacency of those targets, mean and population sd of their pixels)."""
+    from lib.training.trainer import Trainer
 
     root = tmp_path / "scenes"
     shutil.copytree(tiny_scenes, root)
     (root / "val.json").unlink()
     cfg = tiny_config(root, tmp_path / "run", epochs=1, normalization="dataset")
     trainer = Trainer(cfg)
-    ds = data.load_dataset(root, seed=0, val_fraction=cfg.val_fraction)
+    ds = datasets.load_dataset(root, seed=0, val_fraction=cfg.val_fraction)
     train, val = ds.splits["train"], ds.splits["val"]
     assert len(val.names) == round(0.1 * 96) and len(train.names) == 96 - len(val.names)
     np.testing.assert_array_equal(trainer.adjacency.numpy(), graph.adjacency(train.targets))

@@ -15,16 +15,16 @@ import pytest
 import torch
 from by_hand import seven_by_hand
 
-from lib import trainer as trainer_module
-from lib import training
-from lib.trainer import Trainer
+from lib.training import launch, settings
+from lib.training import trainer as trainer_module
+from lib.training.trainer import Trainer
 
 
-def tiny_config(tiny_scenes, out, **kw) -> training.TrainConfig:
+def tiny_config(tiny_scenes, out, **kw) -> settings.TrainConfig:
     base = dict(data=str(tiny_scenes), out=str(out), epochs=2, image_size=32, batch_size=16,
                 seed=0, device="cpu")
     base.update(kw)
-    return training.TrainConfig(**base)
+    return settings.TrainConfig(**base)
 
 
 def _clone(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -129,10 +129,10 @@ def test_an_interrupted_ema_run_continues_its_average(tiny_scenes, tmp_path):
     EMA weights (checkpoint.pt's EMA, best.pt) of the uninterrupted run, not an average
     restarted at epoch 2."""
     settings = dict(ema=0.8, head="linear", backbone="test_resnet")
-    full = training.train(tiny_config(tiny_scenes, tmp_path / "full", **settings))
+    full = launch.train(tiny_config(tiny_scenes, tmp_path / "full", **settings))
     part = tmp_path / "part"
-    training.train(tiny_config(tiny_scenes, part, **settings), max_epochs_this_call=1)
-    training.train(tiny_config(tiny_scenes, part, **settings))
+    launch.train(tiny_config(tiny_scenes, part, **settings), max_epochs_this_call=1)
+    launch.train(tiny_config(tiny_scenes, part, **settings))
     for name, key in (("best.pt", "model"), ("checkpoint.pt", "ema")):
         a = torch.load(full / name, weights_only=True)
         b = torch.load(part / name, weights_only=True)
@@ -194,7 +194,7 @@ def _fake_epoch_metrics(monkeypatch, values, metric="mean_average_precision"):
     def fake(y_true, scores):
         v = next(sequence)
         seen.append(v)
-        others = {k: 1.0 - v for k in training.SELECT_METRICS}
+        others = {k: 1.0 - v for k in settings.SELECT_METRICS}
         return {**others, metric: v, "n_plus": 0}
 
     monkeypatch.setattr(trainer_module, "epoch_metrics", fake)
@@ -256,7 +256,7 @@ def test_epoch_metrics_are_taken_at_threshold_one_half():
     scikit-learn over the labels with a positive."""
     from sklearn.metrics import average_precision_score
 
-    from lib.trainer import epoch_metrics
+    from lib.training.trainer import epoch_metrics
 
     rng = np.random.default_rng(3)
     y = (rng.random((40, 6)) < 0.3).astype(int)

@@ -1,4 +1,4 @@
-"""lib.utils: atomic writes keep content and the usual file mode, and a killed write leaves a
+"""lib.core.fileio: atomic writes keep content and the usual file mode, and a killed write leaves a
 temporary that clean_stale_temps recognises; file readers name the file; records round-trip."""
 
 import json
@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lib import paths, utils
-from lib.errors import CorruptFileError
+from lib.core import fileio, glue, paths, provenance
+from lib.core.errors import CorruptFileError
 
 
 def test_atomic_write_replaces_content_with_the_usual_mode(tmp_path):
     target = tmp_path / "sub" / "a.json"
-    utils.atomic_write_json(target, {"x": 1})
-    utils.atomic_write_json(target, {"x": 2})
+    fileio.atomic_write_json(target, {"x": 1})
+    fileio.atomic_write_json(target, {"x": 2})
     assert json.loads(target.read_text()) == {"x": 2}
     mask = os.umask(0)
     os.umask(mask)
@@ -29,7 +29,7 @@ def test_atomic_write_replaces_content_with_the_usual_mode(tmp_path):
 
 def test_atomic_save_keeps_the_suffix_and_cleans_up_on_failure(tmp_path):
     seen = []
-    utils.atomic_save(tmp_path / "f.png", lambda p: (seen.append(p.suffix), p.write_bytes(b"1")))
+    fileio.atomic_save(tmp_path / "f.png", lambda p: (seen.append(p.suffix), p.write_bytes(b"1")))
     assert seen == [".png"] and (tmp_path / "f.png").read_bytes() == b"1"
 
     def broken(p):
@@ -37,26 +37,26 @@ def test_atomic_save_keeps_the_suffix_and_cleans_up_on_failure(tmp_path):
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        utils.atomic_save(tmp_path / "f.png", broken)
+        fileio.atomic_save(tmp_path / "f.png", broken)
     assert (tmp_path / "f.png").read_bytes() == b"1"  # the old file survives
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.png"]
 
 
 def test_records_round_trip_through_a_notebook_file(tmp_path):
     nb = {"cells": [{"cell_type": "code", "outputs": [
-        {"output_type": "display_data", "data": {utils.RECORD_MIMETYPE: {"f1": 0.5}}},
-        {"output_type": "display_data", "data": {utils.RECORD_MIMETYPE: {"n": 3}}},
+        {"output_type": "display_data", "data": {glue.RECORD_MIMETYPE: {"f1": 0.5}}},
+        {"output_type": "display_data", "data": {glue.RECORD_MIMETYPE: {"n": 3}}},
     ]}]}
     path = tmp_path / "nb.ipynb"
     path.write_text(json.dumps(nb))
-    assert utils.notebook_records(path) == {"f1": 0.5, "n": 3}
+    assert glue.notebook_records(path) == {"f1": 0.5, "n": 3}
 
 
 # --------------------------------------------------------------------------- stale temporaries
 
 _KILLED_WRITER = """
 import sys, time
-from lib.utils import atomic_save
+from lib.core.fileio import atomic_save
 
 def save(path):
     path.write_bytes(b"x" * 100_000)  # a full-size file...
@@ -89,11 +89,11 @@ def test_a_killed_save_leaves_a_recognisable_temp_that_clean_stale_temps_removes
     assert not target.exists() and temp.stat().st_size == 100_000
     assert name.startswith(f".best.pt.{pid}.") and name.endswith(".tmp.pt")
     # a live writer's temp (this process) and other files are left alone
-    live = utils.temp_path_for(tmp_path / "history.csv")
+    live = fileio.temp_path_for(tmp_path / "history.csv")
     (tmp_path / "notes.tmp").write_text("mine")
     (tmp_path / ".hidden").write_text("mine")
-    assert utils.clean_stale_temps(tmp_path, "*.csv") == []  # pattern: the target's name
-    assert utils.clean_stale_temps(tmp_path) == [temp]
+    assert fileio.clean_stale_temps(tmp_path, "*.csv") == []  # pattern: the target's name
+    assert fileio.clean_stale_temps(tmp_path) == [temp]
     assert not temp.exists() and live.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [live.name, "notes.tmp", ".hidden"])
@@ -102,15 +102,15 @@ def test_a_killed_save_leaves_a_recognisable_temp_that_clean_stale_temps_removes
     os.utime(live, (old, old))
     legacy = tmp_path / ".metrics.json.abcd1234.tmp"  # earlier versions: no pid, age only
     legacy.write_text("{")
-    assert utils.clean_stale_temps(tmp_path, max_age_hours=48) == []
+    assert fileio.clean_stale_temps(tmp_path, max_age_hours=48) == []
     os.utime(legacy, (old, old))
-    assert utils.clean_stale_temps(tmp_path) == sorted([legacy, live])
-    assert utils.clean_stale_temps(tmp_path / "missing") == []
+    assert fileio.clean_stale_temps(tmp_path) == sorted([legacy, live])
+    assert fileio.clean_stale_temps(tmp_path / "missing") == []
 
 
 def test_atomic_temps_keep_the_suffix_for_savers_that_need_it(tmp_path):
     np_target = tmp_path / "v.npy"
-    utils.atomic_save(np_target, lambda p: np.save(p, np.arange(3)))  # np.save adds .npy else
+    fileio.atomic_save(np_target, lambda p: np.save(p, np.arange(3)))  # np.save adds .npy else
     assert np.load(np_target).tolist() == [0, 1, 2]
     assert [p.name for p in tmp_path.iterdir()] == ["v.npy"]
 
@@ -123,22 +123,22 @@ def test_load_torch_names_a_truncated_or_missing_file(tmp_path):
 
     path = tmp_path / "best.pt"
     torch.save({"w": torch.arange(1000.0)}, path)
-    assert utils.load_torch(path)["w"].sum().item() == sum(range(1000))
+    assert fileio.load_torch(path)["w"].sum().item() == sum(range(1000))
     full = path.read_bytes()
     for cut in (len(full) // 2, 10, 0):
         path.write_bytes(full[:cut])
         with pytest.raises(CorruptFileError, match=rf"best\.pt: truncated or not a torch file "
                                                    rf"\({cut} bytes;.*delete it"):
-            utils.load_torch(path)
+            fileio.load_torch(path)
     with pytest.raises(FileNotFoundError, match=r"file not found: .*gone\.pt"):
-        utils.load_torch(tmp_path / "gone.pt")
+        fileio.load_torch(tmp_path / "gone.pt")
     with pytest.raises(CorruptFileError, match="is a folder"):
-        utils.load_torch(tmp_path)
+        fileio.load_torch(tmp_path)
     # a pickle of arbitrary objects is refused by weights_only loading, naming the file
     torch.save({"f": Path("x")}, path)
     with pytest.raises(CorruptFileError, match=r"best\.pt: refused: holds objects other than "
                                                r"tensors .*pathlib\.PosixPath") as info:
-        utils.load_torch(path)
+        fileio.load_torch(path)
     # never relays torch's hint to load it unsafely
     assert "weights_only" not in str(info.value) and "False" not in str(info.value)
     assert info.value.__suppress_context__ and info.value.__cause__ is None
@@ -149,21 +149,21 @@ def test_read_text_json_yaml_name_the_file(tmp_path):
     path.write_bytes(b'{"x":\n "caf\xe9"}')
     with pytest.raises(CorruptFileError, match=r"a\.json: not UTF-8 text \(byte 0xe9 at "
                                                r"position 11, line 2\)"):
-        utils.read_json(path)
+        fileio.read_json(path)
     path.write_bytes(b"\xef\xbb\xbf" + '{"x": "café"}'.encode())
-    assert utils.read_json(path) == {"x": "café"}
+    assert fileio.read_json(path) == {"x": "café"}
     path.write_text('{"x": }')
     with pytest.raises(CorruptFileError, match=r"a\.json: malformed JSON \(Expecting value: "
                                                r"line 1 column 7"):
-        utils.read_json(path)
+        fileio.read_json(path)
     with pytest.raises(FileNotFoundError, match="missing.json"):
-        utils.read_json(tmp_path / "missing.json")
+        fileio.read_json(tmp_path / "missing.json")
     yml = tmp_path / "p.yaml"
     yml.write_text("a: 1\nb: [2\nc: 3\n")
     with pytest.raises(CorruptFileError, match=r"p\.yaml: malformed YAML at line \d+, column "):
-        utils.read_yaml(yml)
+        fileio.read_yaml(yml)
     yml.write_text("a: 1\n")
-    assert utils.read_yaml(yml) == {"a": 1}
+    assert fileio.read_yaml(yml) == {"a": 1}
 
 
 def test_git_commit_is_dirty_for_code_changes_not_for_regenerated_results(tmp_path,
@@ -172,7 +172,6 @@ def test_git_commit_is_dirty_for_code_changes_not_for_regenerated_results(tmp_pa
     changed, clean when only the committed results under results/ were regenerated."""
     import subprocess
 
-    from lib import utils
 
     def git(*args):
         subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
@@ -184,11 +183,11 @@ def test_git_commit_is_dirty_for_code_changes_not_for_regenerated_results(tmp_pa
     git("init", "-q")
     git("add", ".")
     git("commit", "-qm", "one")
-    monkeypatch.setattr(utils, "ROOT", tmp_path)
-    sha = utils.git_commit()
+    monkeypatch.setattr(provenance, "ROOT", tmp_path)
+    sha = provenance.git_commit()
     assert len(sha) == 12 and not sha.endswith("-dirty")
     (tmp_path / "results" / "default" / "main.csv").write_text("a\n2\n")
     (tmp_path / "new.txt").write_text("untracked")
-    assert utils.git_commit() == sha
+    assert provenance.git_commit() == sha
     (tmp_path / "lib.py").write_text("x = 2\n")
-    assert utils.git_commit() == sha + "-dirty"
+    assert provenance.git_commit() == sha + "-dirty"

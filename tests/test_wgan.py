@@ -20,9 +20,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from lib import augment_records, augmentation, wgan
-from lib import config as config_lib
-from lib.data import DatasetError, load_dataset
+from lib.core import config as config_lib
+from lib.data import augment_records, augmentation
+from lib.data.datasets import DatasetError, load_dataset
+from lib.method import wgan
 
 #: tiny settings: reference defaults (select=first) but 3 iterations of 16x24 fakes
 TINY = {"iterations": 3, "image_size": "16x24", "width": 4, "crop_border": 0}

@@ -18,7 +18,8 @@ import nbformat
 import pytest
 import yaml
 
-from lib import jobs, paths
+from lib.core import paths
+from lib.pipeline import jobs
 
 RESULTS = "pathlib.Path(os.environ['AIA_RESULTS_DIR'])"
 STANDINS = {
@@ -126,7 +127,7 @@ def test_staleness(repo):
 def test_lib_source_change_reruns_what_imports_it(repo, tmp_path):
     """An edited lib/ module reruns the jobs whose code imports it (through other lib
     modules too) and nothing else: only notebook 01 imports lib.plots.dataset; training
-    (the train jobs and notebook 04) imports lib.losses, which 01, 05 and 07 do not (05 and
+    (the train jobs and notebook 04) imports lib.method.losses, which 01, 05 and 07 do not (05 and
     07 rerun as readers of the runs).
     Run on a copy of lib/ and workflow/, so the repository's own files are never touched."""
     clone = tmp_path / "clone"
@@ -235,7 +236,8 @@ def test_gpu_slots(tmp_path, monkeypatch):
 
 def test_lib_sources_follow_imports():
     nb01 = jobs.lib_sources(paths.NOTEBOOKS_DIR / "01_dataset_statistics.ipynb")
-    assert {"lib/graph.py", "lib/data.py", "lib/plots/dataset.py", "lib/plots/__init__.py",
+    assert {"lib/method/graph.py", "lib/data/datasets.py", "lib/plots/dataset.py",
+            "lib/plots/__init__.py",
             "lib/__init__.py"} <= set(nb01)
-    assert "lib/training.py" not in nb01 and "lib/trainer.py" not in nb01
-    assert "lib/trainer.py" in jobs.lib_sources(paths.NOTEBOOKS_DIR / "04_training.ipynb")
+    assert "lib/training/settings.py" not in nb01 and "lib/training/trainer.py" not in nb01
+    assert "lib/training/trainer.py" in jobs.lib_sources(paths.NOTEBOOKS_DIR / "04_training.ipynb")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from lib.utils import atomic_save
+from lib.core.fileio import atomic_save
 
 
 def save(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
@@ -19,14 +19,14 @@ def save(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
 
 def integer_epochs(ax) -> None:
     """Whole-number ticks on the x axis (epochs are never 1.5)."""
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator  # lazy import (matplotlib)
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def legend_outside(ax, **kwargs) -> None:
     """Move the axes' legend to the right of the plot, off the data."""
-    import seaborn as sns
+    import seaborn as sns  # lazy import (seaborn)
 
     if ax.get_legend() is not None:
         sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, **kwargs)

@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from lib import graph
+from lib.method import graph
 
 
 def long_tail(table: pd.DataFrame, n_named: int = 10, title: str = "label frequency"):
     """Images per label, labels sorted by frequency, log scale; the top ``n_named`` labels
-    are named. ``table`` is :func:`lib.data.label_table` (columns ``label``, ``total``)."""
+    are named. ``table`` is :func:`lib.data.datasets.label_table` (columns ``label``, ``total``)."""
     ordered = table.sort_values("total", ascending=False, kind="stable").reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(9, 4))
     rank = np.arange(1, len(ordered) + 1)
@@ -59,7 +59,7 @@ def cooccurrence_heatmap(targets: np.ndarray, labels: Sequence[str], top_k: int 
 
 def asymmetry(pairs: pd.DataFrame):
     """Bar pairs ``P(b|a)`` and ``P(a|b)`` for the most asymmetric pairs
-    (:func:`lib.graph.asymmetric_pairs`)."""
+    (:func:`lib.method.graph.asymmetric_pairs`)."""
     names = [f"{a} / {b}" for a, b in zip(pairs["a"], pairs["b"], strict=True)]
     long = pd.concat([
         pd.DataFrame({"pair": names, "probability": pairs["P(b|a)"], "which": "P(b | a)"}),
@@ -76,7 +76,7 @@ def asymmetry(pairs: pd.DataFrame):
 
 def density_curve(density: pd.DataFrame, marks: dict[str, float] | None = None):
     """Fraction of non-zero off-diagonal adjacency entries against the threshold t
-    (:func:`lib.graph.adjacency_density`), with vertical lines at ``marks``
+    (:func:`lib.method.graph.adjacency_density`), with vertical lines at ``marks``
     (name -> t, e.g. each recipe's default)."""
     fig, ax1 = plt.subplots(figsize=(7, 4))
     ax1.plot(density["t"], density["density"], marker=".", label="density")
@@ -100,9 +100,9 @@ def density_curve(density: pd.DataFrame, marks: dict[str, float] | None = None):
 def example_grid(image_paths: Sequence[Path], captions: Sequence[str], ncols: int = 4,
                  read=None):
     """A grid of images with their label lists as captions. ``read(path)`` opens an image
-    (default :func:`lib.data.read_image`)."""
+    (default :func:`lib.data.datasets.read_image`)."""
     if read is None:
-        from lib.data import read_image as read
+        from lib.data.datasets import read_image as read  # lazy import (PIL)
     n = len(image_paths)
     ncols = max(1, min(ncols, n))
     nrows = max(1, int(np.ceil(n / ncols)))

@@ -13,7 +13,7 @@ import seaborn as sns
 def similarity_cooccurrence_scatter(pairs: pd.DataFrame, rho: float, measure: str = "conditional",
                                     n_annotate: int = 8):
     """Scatter of cosine similarity (x) against co-occurrence (y), one point per label pair
-    (``pairs`` from :func:`lib.label_space.similarity_vs_cooccurrence`); the ``n_annotate``
+    (``pairs`` from :func:`lib.method.label_space.similarity_vs_cooccurrence`); the ``n_annotate``
     pairs that co-occur most are named."""
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     sns.scatterplot(data=pairs, x="cosine", y="cooccurrence", s=12, alpha=0.5,

@@ -12,11 +12,13 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from lib.data.datasets import DatasetError, read_image
 from lib.plots import legend_outside, place_labels
 
 
 def metric_bars(table: pd.DataFrame, title: str = "test metrics"):
-    """Grouped bars of the P/R/F1 rows of :func:`lib.evaluation.metrics_table` (N+ left out),
+    """Grouped bars of the P/R/F1 rows of :func:`lib.analysis.evaluation.metrics_table` (N+ left
+    out),
     one colour per setting."""
     long = (table.drop(index="N+", errors="ignore").rename_axis("metric").reset_index()
             .melt(id_vars="metric", var_name="setting", value_name="value"))
@@ -38,7 +40,7 @@ def f1_vs_frequency(table: pd.DataFrame, n_named: int = 6,
                     title: str = "per-label F1 against training frequency"):
     """Per-label F1 at 0.5 and at the MCC thresholds (y) against training images per label
     (x, log scale); the best labels and the most frequent worst ones (MCC) are named.
-    ``table`` is :func:`lib.evaluation.per_label_table`."""
+    ``table`` is :func:`lib.analysis.evaluation.per_label_table`."""
     long = pd.concat([
         pd.DataFrame({"label": table["label"], "train_images": table["train_images"],
                       "f1": table[column], "threshold": name})
@@ -78,8 +80,6 @@ def example_grid(image_paths: Sequence[Path], labels: Sequence[str], y_true: np.
     (each list by decreasing score when ``scores`` are given, at most ``max_words`` shown).
     ``y_true``/``y_pred``/``scores``: the rows of the shown images. Unreadable images (e.g.
     the Corel annotation folder without its images) are drawn as an empty panel."""
-    from lib.data import DatasetError, read_image
-
     n = len(image_paths)
     n_cols = max(1, min(n_cols, n))
     n_rows = max(1, int(np.ceil(n / n_cols)))

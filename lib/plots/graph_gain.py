@@ -1,4 +1,4 @@
-"""Plots of where the label graph helps (:mod:`lib.graph_gain`, notebook 07)."""
+"""Plots of where the label graph helps (:mod:`lib.analysis.graph_gain`, notebook 07)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import seaborn as sns
 
 def bucket_bars(tables: Sequence[tuple[str, pd.DataFrame]], title: str, xlabel: str):
     """Mean per-label F1 gain per bucket (x), one bar colour per pair, the sample sd over
-    seeds as error bars; ``tables`` are ``(pair, lib.graph_gain.bucket_summary)``."""
+    seeds as error bars; ``tables`` are ``(pair, lib.analysis.graph_gain.bucket_summary)``."""
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     palette = sns.color_palette(n_colors=max(len(tables), 1))
     width = 0.8 / max(len(tables), 1)
@@ -34,7 +34,8 @@ def bucket_bars(tables: Sequence[tuple[str, pd.DataFrame]], title: str, xlabel: 
 
 def gain_scatter(per_label: pd.DataFrame, title: str = "per-label F1 gain of the GCN"):
     """Per-label gain (mean over seeds, sd as error bar) against training images (log x);
-    colour = ``max_j P(j|i)``. ``per_label`` is :func:`lib.graph_gain.per_label_summary`."""
+    colour = ``max_j P(j|i)``. ``per_label`` is
+    :func:`lib.analysis.graph_gain.per_label_summary`."""
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     x = per_label["train_images"].clip(lower=1).to_numpy(dtype=float)
     y = per_label["gain_mean"].to_numpy(dtype=float)

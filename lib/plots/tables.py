@@ -1,4 +1,4 @@
-"""Plots of the results tables (:mod:`lib.tables`)."""
+"""Plots of the results tables (:mod:`lib.analysis.tables`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from lib.comparisons import head_name, head_order
+from lib.analysis.comparisons import head_name, head_order
 
 METRIC_LABELS = {"per_class_f1": "per-class F1", "per_image_f1": "per-image F1", "mAP": "mAP"}
 
@@ -15,7 +15,7 @@ METRIC_LABELS = {"per_class_f1": "per-class F1", "per_image_f1": "per-image F1",
 def main_table_bars(table: pd.DataFrame, metric: str = "per_class_f1"):
     """Bars of ``metric`` by loss (x) and head (colour), one panel per thresholds block: the
     mean over seeds with the sample standard deviation as an error bar (none with one seed).
-    ``table`` is :func:`lib.tables.main_table`; published rows are left out."""
+    ``table`` is :func:`lib.analysis.tables.main_table`; published rows are left out."""
     ours = table[table["source"] == "ours"]
     blocks = list(dict.fromkeys(ours["thresholds"]))
     losses = list(dict.fromkeys(ours["loss"]))

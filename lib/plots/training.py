@@ -9,7 +9,7 @@ import pandas as pd
 import seaborn as sns
 
 from lib.plots import integer_epochs, legend_outside
-from lib.runs import METRIC_BLOCKS, RunFolder
+from lib.training.runs import METRIC_BLOCKS, RunFolder
 
 #: validation metrics drawn per epoch (history.csv columns without the split prefix)
 CURVE_METRICS = {"mean_average_precision": "mAP", "per_class_f1": "per-class F1 @0.5",
@@ -21,7 +21,7 @@ def _folder(run: str | os.PathLike | RunFolder) -> RunFolder:
 
 
 def read_history(run: str | os.PathLike | RunFolder) -> pd.DataFrame:
-    """history.csv of a run folder (:meth:`lib.runs.RunFolder.history`)."""
+    """history.csv of a run folder (:meth:`lib.training.runs.RunFolder.history`)."""
     return _folder(run).history()
 
 
@@ -67,7 +67,7 @@ def metric_curves(history: pd.DataFrame, title: str = ""):
 def metrics_table(run: str | os.PathLike | RunFolder) -> pd.DataFrame:
     """metrics.json as a table: one row per block (0.5, MCC, top-5, top-3), the metrics as
     columns, plus mAP and the leaky flag."""
-    from lib.evaluation import SETTINGS
+    from lib.analysis.evaluation import SETTINGS  # lazy import (sklearn)
 
     folder = _folder(run)
     m = folder.metrics()

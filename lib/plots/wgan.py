@@ -12,8 +12,9 @@ import pandas as pd
 import seaborn as sns
 from PIL import Image
 
-from lib import augment_records, wgan
-from lib.data import read_image
+from lib.data import augment_records
+from lib.data.datasets import read_image
+from lib.method import wgan
 
 
 def real_and_fakes(dataset_root: str | Path, names: Sequence[str], config: wgan.WGANConfig,
@@ -59,7 +60,8 @@ def loss_curves(logs: pd.DataFrame):
 
 def coverage(table: pd.DataFrame, annotate: int = 8):
     """Share of each label's training images that have fakes against the label's training
-    frequency (``lib.augmentation.augmentation_coverage``), one point per label; the ``annotate``
+    frequency (``lib.data.augmentation.augmentation_coverage``), one point per label; the
+    ``annotate``
     rarest labels are listed beside it."""
     fig, ax = plt.subplots(figsize=(7.2, 3.8))
     shown = table.dropna(subset=["share"])

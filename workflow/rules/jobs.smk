@@ -1,13 +1,13 @@
 # The jobs: dataset, ML-WGAN shards, one training job per (configuration, seed), the
 # notebooks (01-03, 04 once per configuration showing its seeds, 05-07), the tables and the
-# reports. Each job is one `python -m lib.jobs` process (lib/jobs.py) with a benchmark file
+# reports. Each job is one `python -m lib.pipeline.jobs` process (lib/pipeline/jobs.py) with a benchmark file
 # under <results>/benchmarks/<rule>/.
 import ast
 import re
 import shlex
 
 JOB = (f"PYTHONPATH={shlex.quote(str(ROOT))}${{PYTHONPATH:+:$PYTHONPATH}} "
-       f"{shlex.quote(PY)} -m lib.jobs")
+       f"{shlex.quote(PY)} -m lib.pipeline.jobs")
 OPTS = f"--results {shlex.quote(str(RESULTS))} --params {shlex.quote(str(PSET.path))}" + (
     f" --timeout {int(config['timeout'])}" if config.get("timeout") else "")
 DATASET = str(DATA / "train.json")
@@ -53,7 +53,7 @@ def notebook_values(stem, name):
 
 
 def train_values(wc):
-    """Notebook 04's values for one configuration, for one seed (lib.training.train_seeds)."""
+    """Notebook 04's values for one configuration, for one seed (lib.training.launch.train_seeds)."""
     own = notebook_values("04_training", f"04_training__{wc.run}")
     return as_json({k: own[k] for k in ("run_name", "dataset", "preset", "overrides")}
                    | {"seeds": [int(wc.seed)]})
@@ -90,7 +90,7 @@ rule notebook:
 
 
 rule augment:
-    input: data=DATASET, lib=sources("lib.augmentation")
+    input: data=DATASET, lib=sources("lib.data.augmentation")
     output: str(RESULTS / "augment" / "shard-{i}-of-{n}.json")
     params: values=augment_values
     threads: THREADS
@@ -102,7 +102,7 @@ rule augment:
 
 rule train:  # notebook 04's training, one seed; under torchrun when the run asks for gpus > 1
     input:
-        data=DATASET, lib=sources("lib.training") if TRAIN else [],
+        data=DATASET, lib=sources("lib.training.launch") if TRAIN else [],
         augmentation=lambda wc: [executed(AUGMENT)] if augmented(wc.run) else [],
     output: [str(RESULTS / "runs" / "{run}" / "seed-{seed}" / f) for f in RUN_FILES]
     params: values=train_values
@@ -115,7 +115,7 @@ rule train:  # notebook 04's training, one seed; under torchrun when the run ask
 
 
 rule tables:
-    input: runs=[f for r in PSET.runs for f in run_files(r)], lib=sources("lib.tables")
+    input: runs=[f for r in PSET.runs for f in run_files(r)], lib=sources("lib.analysis.tables")
     output: str(RESULTS / "tables" / "main.csv"), str(RESULTS / "tables" / "ablations.csv")
     params: values=as_json({"runs": list(PSET.runs)})
     benchmark: bench("tables", "tables")
@@ -123,7 +123,7 @@ rule tables:
 
 
 rule reports:
-    input: TARGETS, lib=sources("lib.render")
+    input: TARGETS, lib=sources("lib.pipeline.render")
     output: str(RESULTS / "reports" / "index.html")
     params: values=as_json({"notebooks": list(PARAMS), "set": PSET.name})
     benchmark: bench("reports", "reports")

@@ -1,5 +1,5 @@
 # The plan: the parameter set checked (every value routed to a notebook parameter or to a
-# setting of its overrides, lib.params.split_values), and the jobs it asks for.
+# setting of its overrides, lib.pipeline.params.split_values), and the jobs it asks for.
 import importlib
 
 import papermill as pm
@@ -120,5 +120,5 @@ def job_resources(rule, **default):
 
 
 def sources(*entries):
-    """The lib/ sources that notebooks or modules import (lib.jobs.lib_sources), absolute."""
+    """The lib/ sources that notebooks or modules import (lib.pipeline.jobs.lib_sources), absolute."""
     return [str(ROOT / f) for f in jobs.lib_sources(*entries)]
