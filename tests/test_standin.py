@@ -89,7 +89,7 @@ def test_handmade_folder(handmade, tmp_path):
                        "5.jpeg": "JPEG", "6.jpeg": "JPEG", "7.jpeg": "JPEG"}
     meta = json.loads((out / "standin.json").read_text())
     assert meta["stand_in"] is True and "not Corel images" in meta["note"]
-    assert meta["generator"] == "lib.data.drawn.standin" and meta["seed"] == 0
+    assert meta["generator"] == "lib.standin" and meta["seed"] == 0
     assert meta["source"] == str(handmade) and meta["limit"] is None
     assert meta["counts"]["images"] == {"train": 4, "val": 1, "test": 2}
     assert meta["counts"]["unlabelled"] == {"train": 1, "val": 0, "test": 0}

@@ -148,7 +148,7 @@ def test_lib_source_change_reruns_what_imports_it(repo, tmp_path):
     dry = edit("plots/dataset.py")
     assert ran(dry) == ["01_dataset_statistics"], dry.stdout[-2000:]
     assert "Updated input files" in dry.stdout + dry.stderr and "dataset.py" in dry.stdout
-    dry = edit("losses.py")
+    dry = edit("method/losses.py")
     assert ran(dry) == ["01_dataset_statistics", "04_training__gcn", "04_training__plain",
                         "05_evaluation", "07_graph_gain", "train gcn/seed-0",
                         "train plain/seed-0"], dry.stdout[-2000:]
@@ -220,7 +220,7 @@ def test_gpu_slots(tmp_path, monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     assert jobs.claim_gpus(2, 3, tmp_path) == [0, 1]
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1"
-    code = ("import os, sys; from pathlib import Path; from lib import jobs; "
+    code = ("import os, sys; from pathlib import Path; from lib.pipeline import jobs; "
             "print(jobs.claim_gpus(1, 3, Path(sys.argv[1])), os.environ['CUDA_VISIBLE_DEVICES'])")
     env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
     other = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,

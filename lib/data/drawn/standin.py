@@ -35,7 +35,9 @@ from lib.data.drawn.standin_draw import SCENE_LABELS, mark_table, render
 from lib.core.fileio import atomic_write_bytes, atomic_write_json
 from tqdm.auto import tqdm
 
-GENERATOR = "lib.data.drawn.standin"
+#: the generator named in standin.json: its module's name when format version 1 was fixed
+#: (kept after the move to lib.data.drawn, so drawn folders and their digests stay the same)
+GENERATOR = "lib.standin"
 VERSION = 1
 MANIFEST = "standin.json"
 #: split files drawn, in order (val.json only when the source has one)
