@@ -17,12 +17,17 @@ C = 6
 
 
 def test_builtin_heads():
-    assert heads.names() == ("gcn", "linear", "gcn-identity", "gcn-residual", "gcn-learned")
+    assert heads.names() == ("gcn", "linear", "gcn-identity", "gcn-residual", "gcn-learned",
+                             "csra", "mldecoder", "mldecoder-words")
     assert models.HEADS == heads.names()
     assert models.RESIDUAL_HEADS == ("gcn-residual", "gcn-learned")
-    assert [h for h in heads.names() if not heads.get(h).uses_graph] == ["linear",
-                                                                         "gcn-identity"]
-    assert [h for h in heads.names() if not heads.get(h).uses_vectors] == ["linear"]
+    assert [h for h in heads.names() if not heads.get(h).uses_graph] == [
+        "linear", "gcn-identity", "csra", "mldecoder", "mldecoder-words"]
+    assert [h for h in heads.names() if not heads.get(h).uses_vectors] == ["linear", "csra",
+                                                                           "mldecoder"]
+    assert [h for h in heads.names() if heads.get(h).spatial] == ["csra", "mldecoder",
+                                                                  "mldecoder-words"]
+    assert all(not heads.get(h).settings for h in heads.names()[:5])
     assert comparisons.head_order() == ("linear", "gcn", "gcn-residual", "gcn-learned")
     assert comparisons.head_baselines("gcn") == ("linear",)
     assert comparisons.head_baselines("gcn-residual") == heads.DEFAULT_BASELINES

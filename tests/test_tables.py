@@ -344,3 +344,30 @@ def test_tables_cli_reads_the_sets_results_folder(runs_dir, tmp_path, monkeypatc
     main = pd.read_csv(tmp_path / "res" / "mine" / "tables" / "main.csv")
     assert set(main["run"]) == {"gcn-asl", "linear-asl"}
     assert "main.csv" in capsys.readouterr().out
+
+
+def test_head_settings_pair_only_where_both_heads_take_them(tmp_path):
+    """A CSRA run is compared with the CNN-only head whatever its csra_lambda (the linear head
+    takes no such setting); its augmented twin is its baseline only with the same lambda;
+    seeds of one configuration must share it."""
+    aug = {"augmented": True, "augmentation": {"images": 16, "of": 1500, "select": "first"}}
+
+    def found(runs):
+        confs = comparisons.configurations(list_runs(runs))
+        return {(c.run.name, c.baseline.name if c.baseline else None)
+                for c in comparisons.comparisons(confs)}
+
+    runs = tmp_path / "runs"
+    make_run(runs, "linear-asl", 0, 0.40, head="linear")
+    make_run(runs, "csra-asl", 0, 0.45, head="csra", csra_lambda=0.3)
+    make_run(runs, "csra-augmented-asl", 0, 0.47, head="csra", csra_lambda=0.1, **aug)
+    got = found(runs)
+    assert ("csra-asl", "linear-asl") in got
+    assert ("csra-augmented-asl", "csra-asl") not in got
+    same = tmp_path / "same"
+    make_run(same, "csra-asl", 0, 0.45, head="csra", csra_lambda=0.3)
+    make_run(same, "csra-augmented-asl", 0, 0.47, head="csra", csra_lambda=0.3, **aug)
+    assert ("csra-augmented-asl", "csra-asl") in found(same)
+    make_run(runs, "csra-asl", 1, 0.46, head="csra", csra_lambda=0.1)
+    with pytest.raises(comparisons.ComparisonError, match="csra_lambda"):
+        comparisons.configurations(list_runs(runs))

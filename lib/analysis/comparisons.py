@@ -67,6 +67,18 @@ def uses_vectors(head: str) -> bool:
     return heads.get(head).uses_vectors
 
 
+def head_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The head settings (lib.method.heads ``SETTINGS``) the configuration's head takes; the
+    others are irrelevant to it, like the embeddings of a head without label vectors."""
+    return {k: config.get(k) for k in heads.get(str(config.get("head", ""))).settings}
+
+
+def _same_head_settings(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two configurations agree on every head setting both their heads take."""
+    sa, sb = head_settings(a), head_settings(b)
+    return all(sa[k] == sb[k] for k in sa.keys() & sb.keys())
+
+
 def dims(config: dict[str, Any]) -> dict[str, Any]:
     """The comparison dimensions of a configuration (``None`` where irrelevant to its head)."""
     head = str(config.get("head", ""))
@@ -162,8 +174,9 @@ def configurations(runs: Iterable[RunFolder]) -> list[Configuration]:
                 f"{paths.portable(conf.runs[seed].path)} and {paths.portable(run.path)}")
         if conf.runs:
             ref = conf.first
-            differ = [k for k in (*MATCH_KEYS, "head", "embeddings", "augmented", "adjacency")
-                      if ref.config.get(k) != run.config.get(k)]
+            keys = (*MATCH_KEYS, "head", "embeddings", "augmented", "adjacency",
+                    *head_settings(ref.config))
+            differ = [k for k in keys if ref.config.get(k) != run.config.get(k)]
             if differ:
                 raise ComparisonError(
                     f"run {run.name!r}: {paths.portable(run.path)} and "
@@ -254,6 +267,7 @@ def comparisons(confs: Sequence[Configuration]) -> list[Comparison]:
         for what, wanted, keep in _wanted_comparisons(conf.dims):
             base = next((o for o in confs if o is not conf
                          and all(o.config.get(k) == conf.config.get(k) for k in MATCH_KEYS)
+                         and _same_head_settings(o.config, conf.config)
                          and _matches(o.dims, wanted)), None)
             if base is not None or keep:
                 out.append(Comparison(what, conf, base))

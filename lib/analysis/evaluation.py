@@ -209,8 +209,9 @@ def main_numbers(result: dict[str, Any]) -> dict[str, float]:
 def label_vectors_before_after(model, config: dict[str, Any]
                                ) -> tuple[np.ndarray, np.ndarray, str]:
     """The label vectors a run started from (its GloVe input) and the per-label classifiers
-    it learnt: the GCN's output W (C x D), or for a linear head the rows of the linear
-    classifier's weight. Returns ``(before, after, description of after)``."""
+    it learnt: the GCN's output W (C x D), for a linear head the rows of the linear
+    classifier's weight, for another head its ``classifiers()`` (CSRA: ``m_i / |m_i|``; an
+    ML-Decoder head has none: an error). Returns ``(before, after, description of after)``."""
     from lib.method.models import GCNHead, ResidualGCNHead  # lazy import (timm, torch)
 
     net = getattr(model, "net", model)              # lib.training.inference.Annotator wraps the net
@@ -222,12 +223,20 @@ def label_vectors_before_after(model, config: dict[str, Any]
             config.get("head"), "label graph")
         description = ("effective classifiers W_linear + W_gcn"
                        if isinstance(head, ResidualGCNHead) else "GCN output W") + f" ({graph})"
+        after = net.label_classifiers()
     else:
+        if hasattr(head, "weight"):
+            after = head.weight
+            description = "linear classifier weights (no GCN: the label vectors are unused)"
+        else:  # a head of lib.method.heads with its own per-label classifiers (CSRA), or none
+            after = net.label_classifiers()
+            if after is None:
+                raise ValueError(f"head {config.get('head')!r} has no per-label classifiers "
+                                 "(C x D) to set beside the label vectors")
+            description = "the head's per-label classifiers (label_classifiers())"
         before = embeddings.cached_label_vectors(paths.from_portable(config["dataset"]),
                                                  config["labels"],
                                                  config["embeddings"],
                                                  seed=config.get("seed", 0))
-        description = "linear classifier weights (no GCN: the label vectors are unused)"
-    after = net.label_classifiers() if isinstance(gcn, GCNHead) else head.weight
     return np.asarray(before, dtype=np.float64), after.detach().cpu().double().numpy(), \
         description

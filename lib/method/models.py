@@ -1,7 +1,9 @@
 """The annotation model: a timm image encoder and a label head (docs/method.md, "Model").
 
 - Encoder: any timm backbone with its classifier removed and global average pooling, so
-  ``features(images)`` is ``(B, D)`` with ``D = backbone.num_features``.
+  ``features(images)`` is ``(B, D)`` with ``D = backbone.num_features``. A ``spatial`` head
+  (:mod:`lib.method.heads`) is given the unpooled feature map instead, :func:`spatial_features`
+  (``(B, D, H, W)``); every other head gets the pooled features, computed as before.
 - Heads:
 
   * ``"gcn"`` (ML-GCN, Chen et al. 2019): two graph convolutions ``H' = A H W`` (no bias)
@@ -20,6 +22,9 @@
 
   Why these two, and why a zero last layer rather than a zero gate: docs/method.md,
   "Graph heads beyond the reference".
+
+  * ``"csra"``, ``"mldecoder"``, ``"mldecoder-words"`` (spatial): class-specific residual
+    attention and ML-Decoder over the feature map (docs/method.md, "Attention heads").
 
   The heads are registered in :mod:`lib.method.heads` (what each uses, how it is built and
   compared); their modules are in :mod:`lib.method.head_modules`.
@@ -77,11 +82,29 @@ def reference_stats(augmented: bool) -> tuple[tuple[float, ...], tuple[float, ..
     return COREL5K_AUG_STATS if augmented else COREL5K_STATS
 
 
+def spatial_features(backbone: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The timm backbone's unpooled feature map (B, D, H, W), ``D = backbone.num_features``:
+    ``forward_features`` (before the global pooling) in NCHW, whatever the backbone's own
+    layout (NHWC maps, e.g. Swin, are permuted; the tokens B x L x D of a vision transformer
+    become B x D x 1 x L without its class/register tokens)."""
+    x = backbone.forward_features(images)
+    if x.ndim == 4 and getattr(backbone, "output_fmt", "NCHW") == "NHWC":
+        x = x.permute(0, 3, 1, 2)
+    elif x.ndim == 3:
+        x = x[:, int(getattr(backbone, "num_prefix_tokens", 0)):].transpose(1, 2).unsqueeze(2)
+    if x.ndim != 4 or x.shape[1] != backbone.num_features:
+        raise ValueError(f"{type(backbone).__name__}.forward_features gave shape "
+                         f"{tuple(x.shape)}, not B x {backbone.num_features} x H x W")
+    return x
+
+
 class AnnotationModel(nn.Module):
-    """Backbone + head. ``forward(images)`` returns logits (B, C)."""
+    """Backbone + head. ``forward(images)`` returns logits (B, C). The head gets the pooled
+    features (:meth:`features`), or the unpooled map (:func:`spatial_features`) when
+    ``spatial``."""
 
     def __init__(self, backbone: nn.Module, head: nn.Module, *, head_name: str,
-                 backbone_name: str, num_labels: int | None = None):
+                 backbone_name: str, num_labels: int | None = None, spatial: bool = False):
         super().__init__()
         self.backbone = backbone
         self.head = head
@@ -89,12 +112,15 @@ class AnnotationModel(nn.Module):
         self.backbone_name = backbone_name
         self.num_features = backbone.num_features
         self.num_labels = num_labels
+        self.spatial = bool(spatial)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        """Pooled image features (B, D)."""
+        """Pooled image features (B, D), whatever the head."""
         return self.backbone(images)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.spatial:
+            return self.head(spatial_features(self.backbone, images))
         return self.head(self.features(images))
 
     def label_classifiers(self) -> torch.Tensor | None:
@@ -168,8 +194,13 @@ def _as_tensor(x, name: str, shape: tuple[int | None, ...]) -> torch.Tensor:
 
 def build_model(num_labels: int, *, head: str = "gcn", backbone: str = DEFAULT_BACKBONE,
                 pretrained: bool = False, weights: str | os.PathLike | None = None,
-                label_vectors=None, adjacency=None, hidden: int = 1024) -> AnnotationModel:
+                label_vectors=None, adjacency=None, hidden: int = 1024,
+                head_settings: dict | None = None) -> AnnotationModel:
     """Build the annotation model (``head`` a registered head, :mod:`lib.method.heads`).
+
+    ``head_settings``: values of the head's own settings (``lib.method.heads.SETTINGS``, e.g.
+    ``{"csra_lambda": 0.2}``); the others take their defaults. A setting the head does not
+    take, or out of range, is a :class:`lib.method.heads.HeadSettingError`.
 
     ``label_vectors`` (C x d) are needed by the heads that use them (the GCN heads),
     ``adjacency`` (C x C, used as given, e.g. from :func:`lib.method.graph.adjacency`) by those that
@@ -178,6 +209,7 @@ def build_model(num_labels: int, *, head: str = "gcn", backbone: str = DEFAULT_B
     their linear layer first, so with the same seed their linear part equals the
     ``"linear"`` head's initialisation."""
     spec = heads.get(head)
+    options = heads.check_settings(head, dict(head_settings or {}))
     encoder = create_backbone(backbone, pretrained=pretrained, weights=weights)
     dim = encoder.num_features
     vectors = graph = None
@@ -190,9 +222,10 @@ def build_model(num_labels: int, *, head: str = "gcn", backbone: str = DEFAULT_B
             raise ValueError(f"head {head!r} needs an adjacency matrix (C x C); "
                              "use head='gcn-identity' for A = I")
         graph = _as_tensor(adjacency, "adjacency", (num_labels, num_labels))
-    module = spec.build(dim, num_labels, label_vectors=vectors, adjacency=graph, hidden=hidden)
+    module = spec.build(dim, num_labels, label_vectors=vectors, adjacency=graph, hidden=hidden,
+                        **options)
     return AnnotationModel(encoder, module, head_name=head, backbone_name=backbone,
-                           num_labels=num_labels)
+                           num_labels=num_labels, spatial=spec.spatial)
 
 
 def channel_stats(images: Iterable | torch.Tensor, progress: bool = False

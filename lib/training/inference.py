@@ -75,6 +75,7 @@ def build_annotator(cfg: dict[str, Any], num_labels: int, label_vectors, adjacen
         pretrained=bool(cfg["pretrained"]) and not for_loading,
         weights=None if for_loading else cfg["weights"],
         label_vectors=label_vectors, adjacency=adjacency, hidden=cfg["hidden"],
+        head_settings={k: cfg[k] for k in heads.get(cfg["head"]).settings},
     )
     return Annotator(net, mean, std)
 

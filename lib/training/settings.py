@@ -1,6 +1,7 @@
 """Training settings: ``TrainConfig`` (every training default), the presets, ``build_config``.
 
-``TrainConfig`` is the only place a training default is written: the command line
+``TrainConfig`` is the only place a training default is written (the head settings' defaults
+are read from ``lib.method.heads.SETTINGS``, beside the heads that take them): the command line
 (``python -m lib train``), notebook 04 (``preset`` + ``overrides``) and the parameter sets
 all go through :func:`build_config`, which merges the dataclass defaults, then a preset (a
 partial mapping), then the user's values; a value the user sets always wins.
@@ -72,6 +73,23 @@ class TrainConfig:
     adjacency: str = setting("seed", choices=graph.RECIPES, help="label-graph recipe")
     embeddings: str = setting("glove-6b-50d", help="label-vector source (lib.method.embeddings)")
     hidden: int = setting(1024, help="GCN hidden size")
+    # the attention heads' settings: defaults and ranges in lib.method.heads.SETTINGS
+    csra_temperature: float | None = setting(heads.SETTINGS["csra_temperature"].default,
+                                             help=heads.SETTINGS["csra_temperature"].help)
+    csra_lambda: float = setting(heads.SETTINGS["csra_lambda"].default,
+                                 help=heads.SETTINGS["csra_lambda"].help)
+    decoder_dim: int = setting(heads.SETTINGS["decoder_dim"].default,
+                               help=heads.SETTINGS["decoder_dim"].help)
+    decoder_heads: int = setting(heads.SETTINGS["decoder_heads"].default,
+                                 help=heads.SETTINGS["decoder_heads"].help)
+    decoder_layers: int = setting(heads.SETTINGS["decoder_layers"].default,
+                                  help=heads.SETTINGS["decoder_layers"].help)
+    decoder_ffn: int = setting(heads.SETTINGS["decoder_ffn"].default,
+                               help=heads.SETTINGS["decoder_ffn"].help)
+    decoder_groups: int = setting(heads.SETTINGS["decoder_groups"].default,
+                                  help=heads.SETTINGS["decoder_groups"].help)
+    decoder_dropout: float = setting(heads.SETTINGS["decoder_dropout"].default,
+                                     help=heads.SETTINGS["decoder_dropout"].help)
     augmented: bool = setting(False, help="train on train + train_aug (ML-WGAN fakes)")
     aug_list: str = setting("train_aug.json", help="the list of fakes of augmented runs, in the "
                                                    "dataset folder: train_aug.json (the Kaggle "
@@ -132,6 +150,7 @@ class TrainConfig:
         settings.check_range(self, "warmup", 0, 1, low_open=True, high_open=True)
         settings.check_range(self, "ema", 0, 1, high_open=True)
         settings.check_range(self, "val_fraction", 0, 1, low_open=True, high_open=True)
+        self._check_head_settings()
         if self.schedule_epochs is not None and self.schedule_epochs < self.epochs:
             raise ConfigError(f"TrainConfig.schedule_epochs ({self.schedule_epochs}) must be "
                               f">= epochs ({self.epochs})")
@@ -145,6 +164,15 @@ class TrainConfig:
         if self.protocol == "reference" and self.amp:
             raise ConfigError("TrainConfig.amp: the reference protocol is fp32; leave amp "
                               "unset or false")
+
+    def _check_head_settings(self) -> None:
+        for name, spec in heads.SETTINGS.items():
+            problem = spec.problem(getattr(self, name))
+            if problem:
+                raise ConfigError(f"TrainConfig.{name} {problem}")
+        if self.decoder_dim % self.decoder_heads:
+            raise ConfigError(f"TrainConfig.decoder_dim ({self.decoder_dim}) must divide by "
+                              f"decoder_heads ({self.decoder_heads})")
 
     @property
     def leaky(self) -> bool:
