@@ -88,7 +88,7 @@ readme-results: $(STAMP) ## write the tables and one sentence per comparison int
 
 # the measurements `make bench` runs (the studies wgan_selection, heads_study and
 # threshold_fallback are run by hand: see benchmarks/README.md)
-BENCHES ?= reproduce_bench parallel_jobs train_throughput wgan_throughput backbone_speed corel_memory gpu_reference
+BENCHES ?= reproduce_bench install_size parallel_jobs train_throughput wgan_throughput backbone_speed corel_memory gpu_reference
 
 bench: $(STAMP) ## run the benchmarks and write results/benchmarks.md (long: includes a full reproduce)
 	@mkdir -p $(BENCH_DIR)

@@ -166,3 +166,20 @@ def test_threshold_fallback_recommendation_ignores_the_test_columns():
     choice = tf.recommend(table)
     assert (choice["fallback"], choice["min_positives"]) == ("shared", 1)
     assert choice["same_as_baseline"] is False
+
+
+def test_install_size_counts_disk_blocks_as_du_does(tmp_path):
+    """The environment's size is what ``du -s`` says: disk blocks, a hard-linked file once."""
+    bench = _module("install_size")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "big.bin").write_bytes(os.urandom(300_000))
+    (tmp_path / "a" / "small.txt").write_text("x")
+    os.link(tmp_path / "a" / "big.bin", tmp_path / "twin.bin")
+    (tmp_path / "sparse").write_bytes(b"")
+    with open(tmp_path / "sparse", "r+b") as f:
+        f.truncate(5_000_000)                          # 5 MB long, no block written
+    du = subprocess.run(["du", "-s", "--block-size=1", str(tmp_path)], capture_output=True,
+                        text=True, check=True).stdout.split()[0]
+    got = bench.disk_usage(tmp_path)
+    assert got == int(du) - os.lstat(tmp_path).st_blocks * 512   # du counts the folder itself
+    assert 300_000 <= got < 2 * 300_000 + 100_000
