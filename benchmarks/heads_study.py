@@ -1,9 +1,9 @@
-"""Graph heads study: does a label-graph head beat the CNN-only (linear) head?
+"""Heads study: does a label-graph or attention head beat the CNN-only (linear) head?
 
-Trains the embedded default configuration (``TrainConfig()``: resnet10t from scratch, 64 px,
-5 epochs, ASL) with each head in ``--heads`` (default: linear, gcn, gcn-residual,
-gcn-learned) and each seed in ``--seeds`` (default 0 1 2) on two datasets drawn by
-:mod:`lib.data.drawn.synth` with seed 0:
+Trains the embedded default configuration (``TrainConfig()``: resnet10t from scratch, ASL)
+with each head in ``--heads`` (default: every head of :mod:`lib.method.heads` that is not an
+ablation: linear, the GCN heads, CSRA, ML-Decoder) and each seed in ``--seeds`` (default
+0 1 2) on two datasets drawn by :mod:`lib.data.drawn.synth` with seed 0:
 
 - ``scenes``: the embedded default dataset;
 - ``scenes-implied``: variant ``"implied"``, where six labels (fish, car, stars, mushroom,
@@ -49,19 +49,23 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from provenance import provenance  # noqa: E402 - beside this script
+
 from lib.core import paths  # noqa: E402
 from lib.core.fileio import atomic_write_json, atomic_write_text  # noqa: E402
-from lib.core.provenance import git_commit
+from lib.core.provenance import git_commit  # noqa: E402
 from lib.data import predictions  # noqa: E402
-from lib.data.drawn import synth
-from lib.method import metrics, models
+from lib.data.drawn import synth  # noqa: E402
+from lib.method import heads as head_registry  # noqa: E402
+from lib.method import metrics, models  # noqa: E402
 from lib.training.inference import load_model  # noqa: E402
 from lib.training.launch import train  # noqa: E402
-from lib.training.settings import TrainConfig
+from lib.training.settings import TrainConfig  # noqa: E402
 
 #: dataset folder name -> lib.data.drawn.synth variant
 DATASETS = {"scenes": "default", "scenes-implied": "implied"}
-DEFAULT_HEADS = ("linear", "gcn", "gcn-residual", "gcn-learned")
+#: every registered head that is not an ablation, in registration order
+DEFAULT_HEADS = tuple(h for h in head_registry.names() if not head_registry.get(h).ablation)
 BUCKETS = ("rare", "medium", "frequent", "implied")
 HEADLINE = (("f1_0.5", "per-class F1 @0.5"), ("n_plus_0.5", "N+ @0.5"),
             ("f1_mcc", "per-class F1 @MCC"), ("n_plus_mcc", "N+ @MCC"), ("map", "mAP"),
@@ -363,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
                    f"torch {torch.__version__} ({torch.get_num_threads()} threads)",
         "git_commit": git_commit(),
+        "provenance": provenance(),
         "config": f"{config.backbone}, {config.image_size} px, {config.epochs} epochs, "
                   f"batch {config.batch_size}, lr {config.lr}, loss asl, "
                   f"adjacency {config.adjacency}, embeddings {config.embeddings}",
