@@ -48,6 +48,7 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # provenance.py, beside this script
 
 from provenance import provenance  # noqa: E402 - beside this script
 
