@@ -55,7 +55,7 @@ from provenance import provenance  # noqa: E402 - beside this script
 from lib.core import paths  # noqa: E402
 from lib.core.fileio import atomic_write_json, atomic_write_text  # noqa: E402
 from lib.core.provenance import git_commit  # noqa: E402
-from lib.data import predictions  # noqa: E402
+from lib.data import datasets, predictions  # noqa: E402
 from lib.data.drawn import synth  # noqa: E402
 from lib.method import heads as head_registry  # noqa: E402
 from lib.method import metrics, models  # noqa: E402
@@ -329,16 +329,16 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = (args.data_dir or paths.data_root()).expanduser().resolve()
     runs_root = paths.runs_dir() / ("heads_study_smoke" if args.smoke else "heads_study")
     bench_dir = Path(os.environ.get("AIA_BENCH_DIR", paths.results_root() / "benchmarks"))
-    datasets, buckets, infos = {}, {}, {}
+    loaded, buckets, infos = {}, {}, {}
     for name in args.datasets:
         variant = DATASETS[name]
         root = data_dir / (f"{name}-smoke" if args.smoke else name)
         if not args.summarize:
             ensure_dataset(root, variant, sizes=sizes)
-        datasets[name] = datasets.load_dataset(root, seed=0)
-        train_targets = datasets[name].splits["train"].targets
+        loaded[name] = datasets.load_dataset(root, seed=0)
+        train_targets = loaded[name].splits["train"].targets
         b = frequency_buckets(train_targets)
-        implied = [datasets[name].labels.index(lab) for lab in synth.implied_labels()]
+        implied = [loaded[name].labels.index(lab) for lab in synth.implied_labels()]
         counts = np.asarray(train_targets).sum(axis=0)
         buckets[name] = {**{k: v.tolist() for k, v in b.items()}, "implied": implied}
         infos[name] = {"variant": variant, "folder": root.name,
@@ -359,8 +359,8 @@ def main(argv: list[str] | None = None) -> int:
                     run_one(data_dir / infos[name]["folder"], head, seed, out, **overrides)
                 if not (out / "metrics.json").exists():
                     continue
-                record = run_record(out, datasets[name], head)
-                record["bootstrap"] = bootstrap_metrics(out, datasets[name])
+                record = run_record(out, loaded[name], head)
+                record["bootstrap"] = bootstrap_metrics(out, loaded[name])
                 runs.append({"dataset": name, "head": head, "seed": seed,
                              "run_dir": str(out.relative_to(paths.runs_dir())), **record})
     config = TrainConfig(**overrides)
