@@ -4,6 +4,7 @@ import circle, and an import inside a function says why it is there."""
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -107,7 +108,7 @@ def fake_lib(tmp_path, monkeypatch):
         (root / "lib" / room).mkdir(parents=True)
         (root / "lib" / room / "__init__.py").write_text("")
     (root / "lib" / "__init__.py").write_text("")
-    monkeypatch.setattr(__import__(__name__, fromlist=["ROOT"]), "ROOT", root)
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", root)
     return root / "lib"
 
 
