@@ -174,9 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             config = settings.TrainConfig(data=str(data), out=tmp)
         r = measure(config, args.batches, args.warmup, args.rounds)
-    print(f"dataset {paths.portable(data)}; backbone {config.backbone}, {config.image_size} px, "
-          f"batch {config.batch_size}, head {config.head}, loss {config.loss}; device {r['device']}, "
-          f"{torch.get_num_threads()} threads")
+    print(f"dataset {paths.portable(data)}; backbone {config.backbone}, "
+          f"{config.image_size} px, batch {config.batch_size}, head {config.head}, "
+          f"loss {config.loss}; device {r['device']}, {torch.get_num_threads()} threads")
     print(f"{'images/s':<42} {'best round':>10} {'median':>10}")
     print(f"{'whole training step (cache -> Adam)':<42} {r['step']:>10.1f} "
           f"{r['step_median']:>10.1f}")
